@@ -1,0 +1,119 @@
+"""What a registry holds: repositories, manifests and tags, as frozen values.
+
+Produced by the snapshot loader (and later by the registry adapter); read by
+the planner. No I/O here and no Azure types: times are timezone-aware UTC
+datetimes and every attribute has the default the snapshot format documents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+
+class Property(StrEnum):
+    """A changeable attribute, named as policies and plans name it."""
+
+    # Declaration order is the order plans list changes in.
+    WRITE_ENABLED = "write_enabled"
+    DELETE_ENABLED = "delete_enabled"
+    READ_ENABLED = "read_enabled"
+    LIST_ENABLED = "list_enabled"
+
+    @property
+    def attribute(self) -> str:
+        """The field of `Manifest`/`Tag` (and of the SDK models) that holds this property."""
+        return _ATTRIBUTES[self]
+
+
+_ATTRIBUTES = {
+    Property.DELETE_ENABLED: "can_delete",
+    Property.WRITE_ENABLED: "can_write",
+    Property.READ_ENABLED: "can_read",
+    Property.LIST_ENABLED: "can_list",
+}
+
+# Index media types; a manifest with `references` also counts as an index whatever its media type says.
+INDEX_MEDIA_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    name: str
+    created_at: datetime | None = None  # None: the manifest's time (a bare tag name in a snapshot)
+    updated_at: datetime | None = None
+    can_delete: bool = True
+    can_write: bool = True
+    can_read: bool = True
+    can_list: bool = True
+
+    @property
+    def locked(self) -> bool:
+        return not (self.can_delete and self.can_write)
+
+    def value(self, prop: Property) -> bool:
+        return bool(getattr(self, prop.attribute))
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    digest: str
+    updated_at: datetime
+    created_at: datetime | None = None
+    media_type: str | None = None
+    size_bytes: int | None = None
+    architecture: str | None = None
+    os: str | None = None
+    references: tuple[str, ...] = ()
+    subject: str | None = None
+    artifact_type: str | None = None
+    can_delete: bool = True
+    can_write: bool = True
+    can_read: bool = True
+    can_list: bool = True
+    tags: tuple[Tag, ...] = ()
+
+    @property
+    def tag_names(self) -> tuple[str, ...]:
+        return tuple(tag.name for tag in self.tags)
+
+    @property
+    def locked(self) -> bool:
+        """Locked as policy.md §4 defines it: the manifest or any of its tags blocks delete or write."""
+        return not (self.can_delete and self.can_write) or any(tag.locked for tag in self.tags)
+
+    @property
+    def is_index(self) -> bool:
+        return bool(self.references) or self.media_type in INDEX_MEDIA_TYPES
+
+    def value(self, prop: Property) -> bool:
+        return bool(getattr(self, prop.attribute))
+
+
+@dataclass(frozen=True, slots=True)
+class Repository:
+    name: str
+    manifests: tuple[Manifest, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """A whole registry in memory. Large registries are streamed as `Iterable[Repository]` instead."""
+
+    registry: str | None
+    taken_at: datetime | None
+    repositories: tuple[Repository, ...]
+
+    @classmethod
+    def of(cls, repositories: Iterable[Repository], *, registry: str | None = None) -> Inventory:
+        return cls(registry=registry, taken_at=None, repositories=tuple(repositories))

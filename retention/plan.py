@@ -1,0 +1,221 @@
+"""The plan: what would be deleted, locked and kept, and why. Data only.
+
+Built by `retention.planner`, rendered by `retention.render`, written and
+read as plan JSON (interfaces.md §4) here. A saved plan is the exact list of
+actions `apply` may execute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from retention.timefmt import format_time
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from retention.inventory import Property
+
+PLAN_FORMAT = "acr-retention/plan"
+PLAN_FORMAT_VERSION = 1
+
+
+class Op(StrEnum):
+    DELETE_MANIFEST = "delete_manifest"
+    SET_MANIFEST_PROPERTIES = "set_manifest_properties"
+    SET_TAG_PROPERTIES = "set_tag_properties"
+
+
+PropertyChanges = tuple[tuple["Property", bool], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteManifest:
+    op: ClassVar[Op] = Op.DELETE_MANIFEST
+    repository: str
+    digest: str
+    tags: tuple[str, ...]
+    reasons: tuple[str, ...]
+    updated_at: datetime
+    size_bytes: int | None = None
+    unlock_first: bool = False
+    cascade_from: str | None = None
+    # Parents in this plan (indexes, subjects) that the executor must delete first.
+    after: tuple[str, ...] = ()
+
+    def sort_key(self) -> tuple[str, str, str, str]:
+        return (self.repository, self.op, self.digest, "")
+
+
+@dataclass(frozen=True, slots=True)
+class SetManifestProperties:
+    op: ClassVar[Op] = Op.SET_MANIFEST_PROPERTIES
+    repository: str
+    digest: str
+    set: PropertyChanges
+    reasons: tuple[str, ...]
+    tags: tuple[str, ...] = ()
+
+    def sort_key(self) -> tuple[str, str, str, str]:
+        return (self.repository, self.op, self.digest, "")
+
+
+@dataclass(frozen=True, slots=True)
+class SetTagProperties:
+    op: ClassVar[Op] = Op.SET_TAG_PROPERTIES
+    repository: str
+    tag: str
+    digest: str
+    set: PropertyChanges
+    reasons: tuple[str, ...]
+
+    def sort_key(self) -> tuple[str, str, str, str]:
+        return (self.repository, self.op, self.tag, self.digest)
+
+
+Action = DeleteManifest | SetManifestProperties | SetTagProperties
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A manifest that stays, with what saved it (and, where a delete rule matched, from what)."""
+
+    repository: str
+    digest: str
+    tags: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RepositorySummary:
+    name: str
+    manifests: int
+    delete_manifests: int
+    set_manifest_properties: int
+    set_tag_properties: int
+    kept: int
+    untouched: int
+    bytes_upper_bound: int
+
+    @property
+    def changes(self) -> int:
+        return self.delete_manifests + self.set_manifest_properties + self.set_tag_properties
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    registry: str | None
+    now: datetime
+    policy_sha256: str
+    max_deletes: int | None
+    actions: tuple[Action, ...]
+    kept: tuple[Kept, ...]
+    untouched: tuple[Kept, ...]  # reasons are empty: listed only by verbose renderings
+    repositories: tuple[RepositorySummary, ...]
+    taken_at: datetime | None = None
+
+    @property
+    def deletes(self) -> tuple[DeleteManifest, ...]:
+        return tuple(a for a in self.actions if isinstance(a, DeleteManifest))
+
+    @property
+    def delete_count(self) -> int:
+        return sum(r.delete_manifests for r in self.repositories)
+
+    @property
+    def over_limit(self) -> bool:
+        return self.max_deletes is not None and self.delete_count > self.max_deletes
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.actions
+
+    @property
+    def bytes_upper_bound(self) -> int:
+        return sum(r.bytes_upper_bound for r in self.repositories)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "repositories": len(self.repositories),
+            "manifests": sum(r.manifests for r in self.repositories),
+            "delete_manifests": self.delete_count,
+            "set_manifest_properties": sum(r.set_manifest_properties for r in self.repositories),
+            "set_tag_properties": sum(r.set_tag_properties for r in self.repositories),
+            "kept": sum(r.kept for r in self.repositories),
+            "untouched": sum(r.untouched for r in self.repositories),
+            "bytes_upper_bound": self.bytes_upper_bound,
+        }
+
+
+def _changes_json(changes: PropertyChanges) -> dict[str, bool]:
+    return {str(prop): value for prop, value in changes}
+
+
+def action_to_json(action: Action) -> dict[str, Any]:
+    match action:
+        case DeleteManifest():
+            return {
+                "op": str(action.op),
+                "repository": action.repository,
+                "digest": action.digest,
+                "tags": list(action.tags),
+                "unlock_first": action.unlock_first,
+                "cascade_from": action.cascade_from,
+                "after": list(action.after),
+                "reasons": list(action.reasons),
+                "size_bytes": action.size_bytes,
+                "updated_at": format_time(action.updated_at),
+            }
+        case SetManifestProperties():
+            return {
+                "op": str(action.op),
+                "repository": action.repository,
+                "digest": action.digest,
+                "tags": list(action.tags),
+                "set": _changes_json(action.set),
+                "reasons": list(action.reasons),
+            }
+        case SetTagProperties():
+            return {
+                "op": str(action.op),
+                "repository": action.repository,
+                "tag": action.tag,
+                "digest": action.digest,
+                "set": _changes_json(action.set),
+                "reasons": list(action.reasons),
+            }
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    """The plan as interfaces.md §4 defines it (plus `max_deletes`, `taken_at` and per-repository totals)."""
+    return {
+        "format": PLAN_FORMAT,
+        "format_version": PLAN_FORMAT_VERSION,
+        "registry": plan.registry,
+        "now": format_time(plan.now),
+        "taken_at": format_time(plan.taken_at) if plan.taken_at else None,
+        "policy_sha256": plan.policy_sha256,
+        "max_deletes": plan.max_deletes,
+        "over_limit": plan.over_limit,
+        "actions": [action_to_json(a) for a in plan.actions],
+        "kept": [
+            {"repository": k.repository, "digest": k.digest, "tags": list(k.tags), "reasons": list(k.reasons)}
+            for k in plan.kept
+        ],
+        "summary": plan.summary(),
+        "repositories": [
+            {
+                "name": r.name,
+                "manifests": r.manifests,
+                "delete_manifests": r.delete_manifests,
+                "set_manifest_properties": r.set_manifest_properties,
+                "set_tag_properties": r.set_tag_properties,
+                "kept": r.kept,
+                "untouched": r.untouched,
+                "bytes_upper_bound": r.bytes_upper_bound,
+            }
+            for r in plan.repositories
+        ],
+    }
