@@ -160,7 +160,9 @@ def make_plan(
 
 
 def _build_graph(manifests: Sequence[Manifest]) -> dict[str, _Node]:
-    nodes = {m.digest: _Node(m) for m in manifests}
+    # Digest order, not input order, everywhere below: plans must not depend on how a registry
+    # happened to list its manifests.
+    nodes = {m.digest: _Node(m) for m in sorted(manifests, key=lambda m: m.digest)}
     for node in nodes.values():
         manifest = node.manifest
         for ref in dict.fromkeys(manifest.references):
@@ -253,7 +255,17 @@ def _plan_repository(
         )
         bytes_upper_bound += manifest.size_bytes or 0
 
-    actions.extend(_lock_actions(name, checks, nodes, images, matched, deleted, conflicts))
+    actions.extend(
+        _lock_actions(
+            repository=name,
+            checks=checks,
+            nodes=nodes,
+            images=images,
+            matched=matched,
+            deleted=deleted,
+            conflicts=conflicts,
+        )
+    )
 
     kept: list[Kept] = []
     untouched: list[Kept] = []
@@ -405,6 +417,7 @@ def _protectors(node: _Node, deleted: dict[str, None]) -> list[str]:
 
 
 def _lock_actions(
+    *,
     repository: str,
     checks: list[_RuleCheck],
     nodes: dict[str, _Node],
@@ -471,7 +484,11 @@ def _lock_actions(
         if changes:
             actions.append(
                 SetTagProperties(
-                    repository=repository, tag=tag_name, digest=digest, set=changes, reasons=tuple(wanted.reasons)
+                    repository=repository,
+                    tag=tag_name,
+                    digest=digest,
+                    set=changes,
+                    reasons=tuple(wanted.reasons),
                 )
             )
     return actions

@@ -102,7 +102,9 @@ class SnapshotReader:
         if not seen_repositories:
             raise _Invalid("$", "'repositories' is missing")
 
-    def _repositories(self, text: str, at: int, decoder: json.JSONDecoder) -> Generator[Repository, None, int]:
+    def _repositories(
+        self, text: str, at: int, decoder: json.JSONDecoder
+    ) -> Generator[Repository, None, int]:
         if text[at : at + 1] != "[":
             raise _Invalid("$.repositories", "expected a list of repositories")
         at = _skip(text, at + 1)
@@ -114,7 +116,9 @@ class SnapshotReader:
             raw, at = decoder.raw_decode(text, at)
             repository = _repository(raw, index, require_created=self.require_created)
             if repository.name in names:
-                raise _Invalid(f"$.repositories[{index}].name", f"repository {repository.name!r} appears twice")
+                raise _Invalid(
+                    f"$.repositories[{index}].name", f"repository {repository.name!r} appears twice"
+                )
             names.add(repository.name)
             yield repository
             index += 1

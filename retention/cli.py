@@ -1,0 +1,240 @@
+"""Command line: argument parsing, wiring of the stages, exit codes. No decisions here.
+
+`plan` stops after rendering; that is the whole of the dry run. Exit codes
+(interfaces.md §2): 0 success, 1 error, 2 usage error (or, with
+`plan --detailed-exitcode`, a non-empty plan), 3 plan over `max_deletes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from retention import __version__, logs
+from retention.errors import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_OVER_LIMIT,
+    PolicyError,
+    RetentionError,
+)
+from retention.planner import make_plan
+from retention.policy import OrderBy
+from retention.policyload import format_report, load_policy, validate
+from retention.render import render_json, render_markdown, render_text
+from retention.snapshot import open_snapshot
+from retention.timefmt import parse_time
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from retention.plan import Plan
+
+PROG = "acr-retention"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors name the program the way our other errors do (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def _rfc3339(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Retention and cleanup policies for Azure Container Registry: validate, plan, apply.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default=os.environ.get("ACR_RETENTION_LOG_FORMAT", "auto"),
+        help="structured logs on stderr: JSON off a terminal, console on one (default: auto)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=os.environ.get("ACR_RETENTION_LOG_LEVEL", "info"),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    check = commands.add_parser(
+        "validate",
+        help="check policy files: every problem as file:line:col: $.path: message",
+        description="Check policy files and directories against the schema and the semantic rules. "
+        "Every problem is reported; exit 1 when there is any.",
+    )
+    check.add_argument("policies", nargs="+", metavar="POLICY", help="policy file or directory of *.yaml")
+
+    plan = commands.add_parser(
+        "plan",
+        help="the dry run: what would be deleted, locked and kept, and why",
+        description="Take an inventory (a snapshot file), apply the policy and show the plan. "
+        "Nothing is changed.",
+    )
+    _add_policy_argument(plan)
+    plan.add_argument("--snapshot", required=True, metavar="FILE", help="inventory from a snapshot file")
+    plan.add_argument(
+        "--now",
+        type=_rfc3339,
+        metavar="TIME",
+        help="RFC 3339 time that ages are measured from (default: the current UTC time)",
+    )
+    plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    plan.add_argument("--out", metavar="FILE", help="write the rendered plan to FILE instead of stdout")
+    plan.add_argument(
+        "--save-plan", metavar="FILE", help="also write the plan as JSON to FILE (for review or apply --plan)"
+    )
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when the plan is not empty, 0 when there is nothing to do",
+    )
+    plan.add_argument(
+        "--max-deletes",
+        type=_non_negative,
+        metavar="N",
+        help="refuse (exit 3) a plan deleting more than N manifests; the smaller of this and the "
+        "policy's settings.max_deletes wins",
+    )
+    plan.add_argument(
+        "--verbose", "-v", action="store_true", help="text format: also list kept and untouched"
+    )
+    plan.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="color the text format (auto: on a terminal, unless NO_COLOR is set)",
+    )
+    return parser
+
+
+def _add_policy_argument(parser: argparse.ArgumentParser) -> None:
+    default = os.environ.get("ACR_RETENTION_POLICY")
+    parser.add_argument(
+        "--policy",
+        action="append",
+        required=default is None,
+        metavar="POLICY",
+        help="policy file or directory (repeatable); default: $ACR_RETENTION_POLICY",
+    )
+    parser.set_defaults(policy_default=default)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_format, args.log_level)
+    try:
+        if args.command == "validate":
+            return _cmd_validate(args.policies)
+        return _cmd_plan(args)
+    except PolicyError as exc:
+        sys.stderr.write(format_report(list(exc.problems)))
+        return exc.exit_code
+    except RetentionError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`); nothing useful can be written any more.
+        sys.stderr.close()
+        return EXIT_ERROR
+
+
+def _cmd_validate(paths: list[str]) -> int:
+    result = validate(paths)
+    sys.stdout.write(result.report())
+    return EXIT_ERROR if result.problems else EXIT_OK
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    log = logs.get_logger()
+    started = time.perf_counter()
+    policy_paths: list[str] = args.policy or [args.policy_default]
+    policy = load_policy(policy_paths)
+    now: datetime = args.now or datetime.now(UTC)
+    reader = open_snapshot(args.snapshot, require_created=policy.settings.order_by is OrderBy.CREATED)
+    plan = make_plan(policy, reader.repositories(), now=now, max_deletes=args.max_deletes)
+    # The snapshot's header may follow its repositories, so its registry is known only now.
+    # The snapshot names the registry it was taken from; the policy's `registry:` is the fallback.
+    plan = replace(plan, registry=reader.registry or policy.registry, taken_at=reader.taken_at)
+    summary = plan.summary()
+    log.info(
+        "plan_made",
+        registry=plan.registry,
+        **summary,
+        over_limit=plan.over_limit,
+        max_deletes=plan.max_deletes,
+        duration_s=round(time.perf_counter() - started, 3),
+    )
+    if args.save_plan:
+        _write_atomically(args.save_plan, render_json(plan))
+    rendered = _render(plan, args)
+    if args.out:
+        _write_atomically(args.out, rendered)
+    else:
+        sys.stdout.write(rendered)
+        sys.stdout.flush()
+    if plan.over_limit:
+        sys.stderr.write(
+            f"{PROG}: the plan deletes {plan.delete_count} manifests, more than max_deletes"
+            f" {plan.max_deletes}; apply would refuse it\n"
+        )
+        return EXIT_OVER_LIMIT
+    if args.detailed_exitcode and not plan.is_empty:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def _render(plan: Plan, args: argparse.Namespace) -> str:
+    if args.format == "json":
+        return render_json(plan)
+    if args.format == "markdown":
+        return render_markdown(plan)
+    stream_is_tty = not args.out and sys.stdout.isatty()
+    color = args.color == "always" or (
+        args.color == "auto" and stream_is_tty and "NO_COLOR" not in os.environ
+    )
+    return render_text(plan, verbose=args.verbose, color=color)
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Readers of FILE see the old content or the whole new one, never half a plan."""
+    target = Path(path)
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=target.parent or Path(), prefix=f".{target.name}.", delete=False
+        ) as handle:
+            handle.write(text)
+        Path(handle.name).replace(target)
+    except OSError as exc:
+        raise RetentionError(f"cannot write {path}: {exc.strerror or exc}") from None

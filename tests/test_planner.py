@@ -1,0 +1,350 @@
+"""The planner's decisions, with their reasons, on small hand-built inventories (policy.md §2-§6)."""
+
+from __future__ import annotations
+
+import pytest
+
+from retention.errors import PlanningError
+from retention.inventory import Property, Repository, Tag
+from retention.plan import DeleteManifest, Kept, Plan, SetManifestProperties, SetTagProperties
+from retention.planner import make_plan
+from retention.policy import OrderBy, Policy
+from tests.builders import NOW, days_ago, manifest, policy, repository, rule
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def plan_of(pol: Policy, *repos: Repository, max_deletes: int | None = None) -> Plan:
+    return make_plan(pol, repos, now=NOW, max_deletes=max_deletes)
+
+
+def deleted(plan: Plan) -> dict[str, DeleteManifest]:
+    return {a.digest.removeprefix("sha256:"): a for a in plan.actions if isinstance(a, DeleteManifest)}
+
+
+def kept(plan: Plan) -> dict[str, tuple[str, ...]]:
+    return {k.digest.removeprefix("sha256:"): k.reasons for k in plan.kept}
+
+
+def test_kept_image_names_the_keep_rule_and_the_delete_rule_it_was_saved_from() -> None:
+    """A kept image lists the keep rules that saved it and the delete rules it was saved from."""
+    pol = policy(rule("keep-releases", "keep", tags=[r"v\d+"]), rule("prune", "delete", older_than="30d"))
+    plan = plan_of(pol, repository("app", manifest("a1", tags=("v1",)), manifest("a2", tags=("dev",))))
+    assert kept(plan) == {"a1": ("keep:keep-releases", "saved-from:prune")}
+    assert deleted(plan)["a2"].reasons == ("delete:prune",)
+
+
+def test_untouched_images_are_neither_kept_nor_deleted() -> None:
+    """An image no rule matches is untouched: not in the actions and not in `kept`."""
+    pol = policy(rule("prune", "delete", older_than="30d"))
+    plan = plan_of(pol, repository("app", manifest("a1", age_days=1, tags=("x",))))
+    assert plan.actions == ()
+    assert plan.kept == ()
+    assert plan.untouched == (Kept("app", "sha256:a1", ("x",), ()),)
+
+
+def test_nested_index_cascades_to_every_level_parents_first() -> None:
+    """Deleting an index deletes a nested index and its children; each names its parent."""
+    pol = policy(rule("prune", "delete", tag_state="tagged"))
+    plan = plan_of(
+        pol,
+        repository(
+            "multi",
+            manifest("a0", tags=("v1",), media_type=INDEX, references=("sha256:b0",)),
+            manifest("b0", media_type=INDEX, references=("sha256:c1", "sha256:c2")),
+            manifest("c1"),
+            manifest("c2"),
+        ),
+    )
+    gone = deleted(plan)
+    assert set(gone) == {"a0", "b0", "c1", "c2"}
+    assert gone["a0"].cascade_from is None
+    assert gone["b0"].cascade_from == "sha256:a0"
+    assert gone["c1"].cascade_from == "sha256:b0"
+    assert gone["c1"].after == ("sha256:b0",)
+    assert gone["c1"].reasons == ("cascade from sha256:b0",)
+
+
+def test_children_of_a_kept_index_are_kept_at_any_depth() -> None:
+    """Parent protection reaches grandchildren, and says which parent protects each."""
+    pol = policy(rule("keep-v", "keep", tags=["v1"]), rule("prune-untagged", "delete", tag_state="untagged"))
+    plan = plan_of(
+        pol,
+        repository(
+            "multi",
+            manifest("a0", tags=("v1",), references=("sha256:b0",)),
+            manifest("b0", references=("sha256:c1",)),
+            manifest("c1"),
+        ),
+    )
+    assert deleted(plan) == {}
+    assert kept(plan) == {
+        "a0": ("keep:keep-v",),
+        "b0": ("child of sha256:a0",),
+        "c1": ("child of sha256:b0",),
+    }
+
+
+def test_reference_cycle_and_dangling_references_fail_closed() -> None:
+    """Untagged manifests that reference each other are never deleted; missing references are ignored."""
+    pol = policy(rule("prune-untagged", "delete", tag_state="untagged"))
+    plan = plan_of(
+        pol,
+        repository(
+            "odd",
+            manifest("a1", references=("sha256:a2", "sha256:missing")),
+            manifest("a2", references=("sha256:a1",)),
+            manifest("a3", references=("sha256:a3",)),  # refers to itself: not its own parent
+        ),
+    )
+    assert set(deleted(plan)) == {"a3"}
+    assert {u.digest for u in plan.untouched} == {"sha256:a1", "sha256:a2"}
+
+
+def test_tagged_child_of_a_surviving_index_is_saved_from_its_own_delete_rule() -> None:
+    """A tagged platform manifest is matched by rules, but its surviving index protects it."""
+    pol = policy(rule("prune-arm", "delete", tags=["arm-.*"]))
+    plan = plan_of(
+        pol,
+        repository(
+            "multi", manifest("a0", tags=("v1",), references=("sha256:a1",)), manifest("a1", tags=("arm-1",))
+        ),
+    )
+    assert deleted(plan) == {}
+    assert kept(plan) == {"a1": ("saved-from:prune-arm", "child of sha256:a0")}
+
+
+def test_tagged_child_of_a_deleted_index_goes_after_it() -> None:
+    """A tagged child deleted by its own rule still waits for its index in the executor's order."""
+    pol = policy(rule("prune", "delete"))
+    plan = plan_of(
+        pol,
+        repository(
+            "multi", manifest("a0", tags=("v1",), references=("sha256:a1",)), manifest("a1", tags=("x",))
+        ),
+    )
+    gone = deleted(plan)
+    assert gone["a1"].cascade_from is None
+    assert gone["a1"].after == ("sha256:a0",)
+    assert gone["a1"].reasons == ("delete:prune",)
+
+
+def test_locked_dependent_survives_the_cascade_unless_include_locked() -> None:
+    """A locked child stays when its index goes; with include_locked it goes too, unlocked first."""
+    repo = repository(
+        "multi", manifest("a0", tags=("v1",), references=("sha256:a1",)), manifest("a1", can_delete=False)
+    )
+    plan = plan_of(policy(rule("prune", "delete", tag_state="tagged")), repo)
+    assert set(deleted(plan)) == {"a0"}
+    assert kept(plan) == {"a1": ("locked", "saved-from:cascade from sha256:a0")}
+
+    plan = plan_of(policy(rule("prune", "delete", tag_state="tagged"), include_locked=True), repo)
+    assert deleted(plan)["a1"].unlock_first is True
+    assert deleted(plan)["a0"].unlock_first is False
+
+
+def test_locked_tag_keeps_the_manifest() -> None:
+    """A lock on any one tag counts as a lock on the manifest."""
+    locked_tag = Tag("prod", can_write=False)
+    plan = plan_of(policy(rule("prune", "delete")), repository("r", manifest("a1", tags=("x", locked_tag))))
+    assert deleted(plan) == {}
+    assert kept(plan) == {"a1": ("locked", "saved-from:prune")}
+
+
+def test_attachment_by_subject_follows_its_subject_even_when_tagged() -> None:
+    """An OCI referrer is a dependent whatever its tags, so rules never match it directly."""
+    pol = policy(rule("prune-sbom", "delete", tags=["sbom"]))
+    plan = plan_of(
+        pol,
+        repository("r", manifest("a1", tags=("v1",)), manifest("s1", tags=("sbom",), subject="sha256:a1")),
+    )
+    assert deleted(plan) == {}
+    assert plan.untouched[1].digest == "sha256:s1"
+
+
+def test_tag_scheme_attachment_needs_every_tag_in_the_scheme() -> None:
+    """A manifest tagged `sha256-<hex>.sig` and also `latest` is an image, not a signature."""
+    pol = policy(rule("prune", "delete", tags=["sha256-.*"]))
+    plan = plan_of(
+        pol,
+        repository(
+            "r",
+            manifest("a1", tags=("v1",)),
+            manifest("s1", tags=("sha256-a1.sig", "sha256-a1.att")),
+            manifest("s2", tags=("sha256-a1.sig2", "latest")),
+        ),
+    )
+    assert set(deleted(plan)) == {"s2"}
+
+
+def test_keep_newest_counts_images_not_tags_or_dependents() -> None:
+    """`newest` ranks images; children and signatures do not take places."""
+    pol = policy(rule("keep-2", "keep", newest=2), rule("prune", "delete"))
+    plan = plan_of(
+        pol,
+        repository(
+            "r",
+            manifest("a1", age_days=1, tags=("x", "y", "z"), references=("sha256:c1",)),
+            manifest("c1", age_days=0),
+            manifest("s1", age_days=0, tags=("sha256-a1.sig",)),
+            manifest("a2", age_days=2, tags=("w",)),
+            manifest("a3", age_days=3, tags=("v",)),
+        ),
+    )
+    assert set(deleted(plan)) == {"a3"}
+
+
+def test_keep_newest_breaks_ties_with_the_smaller_digest() -> None:
+    """Equal times rank the smaller digest (as a string) as newer."""
+    pol = policy(rule("keep-1", "keep", newest=1), rule("prune", "delete"))
+    plan = plan_of(
+        pol, repository("r", manifest("b2", age_days=5, tags=("b",)), manifest("b1", age_days=5, tags=("a",)))
+    )
+    assert set(deleted(plan)) == {"b2"}
+
+
+def test_order_by_created_ranks_and_ages_by_creation_time() -> None:
+    """With order_by: created, `older_than` measures the creation time."""
+    pol = policy(rule("prune", "delete", older_than="10d"), order_by=OrderBy.CREATED)
+    repo = repository(
+        "r",
+        manifest("a1", age_days=1, created_at=days_ago(20), tags=("x",)),
+        manifest("a2", age_days=20, created_at=days_ago(1), tags=("y",)),
+    )
+    assert set(deleted(plan_of(pol, repo))) == {"a1"}
+
+
+def test_lock_rule_changes_only_what_differs_on_manifest_matching_tags_and_children() -> None:
+    """A lock rule with tags touches only matching tags; an index's children get the manifest change."""
+    pol = policy(
+        rule("lock-prod", "lock", tags=["prod-.*"], set={"write_enabled": False, "delete_enabled": False})
+    )
+    plan = plan_of(
+        pol,
+        repository(
+            "r",
+            manifest(
+                "a0",
+                tags=("prod-1", Tag("dev", can_write=False)),
+                references=("sha256:b0",),
+                can_delete=False,
+            ),
+            manifest("b0", references=("sha256:c0",)),
+            manifest("c0", can_write=False),
+        ),
+    )
+    assert plan.actions == (
+        SetManifestProperties(
+            "r", "sha256:a0", ((Property.WRITE_ENABLED, False),), ("lock:lock-prod",), ("prod-1", "dev")
+        ),
+        SetManifestProperties(
+            "r",
+            "sha256:b0",
+            ((Property.WRITE_ENABLED, False), (Property.DELETE_ENABLED, False)),
+            ("lock:lock-prod", "child of sha256:a0"),
+        ),
+        SetManifestProperties(
+            "r", "sha256:c0", ((Property.DELETE_ENABLED, False),), ("lock:lock-prod", "child of sha256:a0")
+        ),
+        SetTagProperties(
+            "r",
+            "prod-1",
+            "sha256:a0",
+            ((Property.WRITE_ENABLED, False), (Property.DELETE_ENABLED, False)),
+            ("lock:lock-prod",),
+        ),
+    )
+
+
+def test_second_run_of_a_lock_policy_is_empty() -> None:
+    """Nothing already in the desired state produces an action."""
+    pol = policy(rule("lock-all", "lock", set={"write_enabled": False}))
+    plan = plan_of(pol, repository("r", manifest("a1", tags=(Tag("v1", can_write=False),), can_write=False)))
+    assert plan.actions == ()
+
+
+def test_unlocking_rule_does_not_keep_and_locked_image_is_still_kept_this_run() -> None:
+    """A lock rule that sets write_enabled: true unlocks, but does not count as a keep."""
+    pol = policy(rule("prune", "delete"), rule("open", "lock", set={"write_enabled": True}))
+    plan = plan_of(
+        pol, repository("r", manifest("a1", tags=("x",), can_write=False), manifest("a2", tags=("y",)))
+    )
+    assert set(deleted(plan)) == {"a2"}
+    assert kept(plan) == {"a1": ("locked", "saved-from:prune")}
+    changes = [a for a in plan.actions if isinstance(a, SetManifestProperties)]
+    assert [(a.digest, a.set) for a in changes] == [("sha256:a1", ((Property.WRITE_ENABLED, True),))]
+
+
+def test_read_only_lock_does_not_keep() -> None:
+    """Only write_enabled/delete_enabled false keep an image; read_enabled false does not."""
+    pol = policy(rule("prune", "delete"), rule("hide", "lock", set={"read_enabled": False}))
+    plan = plan_of(pol, repository("r", manifest("a1", tags=("x",))))
+    assert set(deleted(plan)) == {"a1"}
+    assert not [a for a in plan.actions if not isinstance(a, DeleteManifest)]
+
+
+def test_conflicting_locks_through_an_index_name_both_rules_and_the_item() -> None:
+    """A rule on an index and another on its tagged child that disagree is a planning error."""
+    pol = policy(
+        rule("lock-index", "lock", tags=["v1"], set={"write_enabled": False}),
+        rule("open-arm", "lock", tags=["arm"], set={"write_enabled": True}),
+    )
+    repo = repository(
+        "r", manifest("a0", tags=("v1",), references=("sha256:a1",)), manifest("a1", tags=("arm",))
+    )
+    with pytest.raises(PlanningError) as error:
+        plan_of(pol, repo)
+    assert str(error.value) == (
+        "lock rules 'lock-index' and 'open-arm' want different values of write_enabled for r@sha256:a1"
+    )
+
+
+def test_smaller_limit_wins_and_marks_the_plan_over_limit() -> None:
+    """The command line's limit and the policy's: the smaller applies; cascades count."""
+    repo = repository("r", manifest("a0", tags=("v1",), references=("sha256:a1",)), manifest("a1"))
+    pol = policy(rule("prune", "delete", tag_state="tagged"), max_deletes=5)
+    assert plan_of(pol, repo).over_limit is False
+    over = plan_of(pol, repo, max_deletes=1)
+    assert (over.max_deletes, over.delete_count, over.over_limit) == (1, 2, True)
+
+
+def test_repository_selectors_limit_rules_to_their_repositories() -> None:
+    """Rules apply only where the repository globs match and no exclude glob does."""
+    pol = policy(rule("prune", "delete", repositories=["team-*/**"], exclude_repositories=["team-b/**"]))
+    plan = plan_of(
+        pol,
+        repository("team-a/x", manifest("a1", tags=("x",))),
+        repository("team-b/x", manifest("b1", tags=("x",))),
+        repository("other", manifest("c1", tags=("x",))),
+    )
+    assert set(deleted(plan)) == {"a1"}
+    assert [r.name for r in plan.repositories] == ["other", "team-a/x", "team-b/x"]
+
+
+def test_summary_counts_and_bytes_upper_bound() -> None:
+    """The summary adds up the per-repository figures, sizes of deletions included."""
+    pol = policy(rule("prune", "delete", older_than="30d"))
+    plan = plan_of(
+        pol,
+        repository("r", manifest("a1", tags=("x",), size_bytes=100), manifest("a2", age_days=1, tags=("y",))),
+        repository("s", manifest("b1", tags=("x",), size_bytes=None)),
+    )
+    assert plan.summary() == {
+        "repositories": 2,
+        "manifests": 3,
+        "delete_manifests": 2,
+        "set_manifest_properties": 0,
+        "set_tag_properties": 0,
+        "kept": 0,
+        "untouched": 1,
+        "bytes_upper_bound": 100,
+    }
+
+
+def test_manifest_order_in_the_input_does_not_change_the_plan() -> None:
+    """The plan is the same whatever order repositories and manifests arrive in."""
+    pol = policy(rule("keep-1", "keep", newest=1), rule("prune", "delete"))
+    manifests = [manifest(f"a{i}", age_days=i % 3, tags=(f"t{i}",)) for i in range(6)]
+    forward = plan_of(pol, repository("r", *manifests), repository("s", *manifests))
+    backward = plan_of(pol, repository("s", *reversed(manifests)), repository("r", *reversed(manifests)))
+    assert forward == backward
