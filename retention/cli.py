@@ -232,7 +232,7 @@ def _write_atomically(path: str, text: str) -> None:
     target = Path(path)
     try:
         with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=target.parent or Path(), prefix=f".{target.name}.", delete=False
+            "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
         ) as handle:
             handle.write(text)
         Path(handle.name).replace(target)

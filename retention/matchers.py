@@ -22,16 +22,27 @@ class GrammarError(ValueError):
     """A value does not follow the policy grammar; the message is written for the policy author."""
 
 
+def _quoted(text: str) -> str:
+    """The value as a message shows it: quoted, and cut short when someone pasted a novel."""
+    return repr(text) if len(text) <= 40 else repr(text[:37] + "...")  # noqa: PLR2004
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse `90d`, `1d12h`, `2w`: one or more `<integer><unit>` groups, units s m h d w."""
     if not _DURATION.fullmatch(text):
         raise GrammarError(
-            f"{text!r} is not a duration: use one or more <integer><unit> groups with units s m h d w,"
+            f"{_quoted(text)} is not a duration: use one or more <integer><unit> groups with units s m h d w,"
             " such as 30d or 1d12h"
         )
-    seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_GROUP.findall(text))
-    if seconds > MAX_DURATION.total_seconds():
-        raise GrammarError(f"{text!r} is longer than 100 years")
+    limit = MAX_DURATION.total_seconds()
+    groups = _DURATION_GROUP.findall(text)
+    # A number longer than the limit has digits is over it whatever its unit; checking the length
+    # first also keeps int() away from its 4300-digit guard on hostile input.
+    if any(len(number.lstrip("0")) > len(str(int(limit))) for number, _ in groups):
+        raise GrammarError(f"{_quoted(text)} is longer than 100 years")
+    seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in groups)
+    if seconds > limit:
+        raise GrammarError(f"{_quoted(text)} is longer than 100 years")
     return timedelta(seconds=seconds)
 
 
@@ -60,7 +71,9 @@ def glob_to_regex(pattern: str) -> str:
     segments = pattern.split("/")
     out: list[str] = []
     last = len(segments) - 1
+    offset = 0
     for index, segment in enumerate(segments):
+        start, offset = offset, offset + len(segment) + 1
         if segment == "**":
             if index == last:
                 out.append(".*" if index == 0 else "/.+")
@@ -72,11 +85,16 @@ def glob_to_regex(pattern: str) -> str:
         # A leading `**` already ends in "/" (its regex is "(?:[^/]+/)*"), every other segment needs one.
         if index > 0 and not (index == 1 and segments[0] == "**"):
             out.append("/")
-        out.append(_segment_to_regex(segment, pattern))
-    return "".join(out)
+        out.append(_segment_to_regex(segment, pattern, start))
+    regex = "".join(out)
+    try:
+        re.compile(regex)
+    except (re.error, OverflowError, RecursionError) as exc:  # a class such as [z-a]
+        raise GrammarError(f"{pattern!r} is not a valid glob: {getattr(exc, 'msg', exc)}") from None
+    return regex
 
 
-def _segment_to_regex(segment: str, pattern: str) -> str:
+def _segment_to_regex(segment: str, pattern: str, start: int) -> str:
     out: list[str] = []
     i = 0
     while i < len(segment):
@@ -90,7 +108,9 @@ def _segment_to_regex(segment: str, pattern: str) -> str:
         elif char == "[":
             end = segment.find("]", i + 2 if segment[i + 1 : i + 2] in ("!", "^") else i + 1)
             if end == -1:
-                raise GrammarError(f"{pattern!r} is not a valid glob: '[' at position {i} is never closed")
+                raise GrammarError(
+                    f"{pattern!r} is not a valid glob: '[' at position {start + i} is never closed"
+                )
             body = segment[i + 1 : end]
             negate = body[:1] in ("!", "^")
             if negate:

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?P<zone>[Zz]|[+-]\d{2}:\d{2})?")
 
 
 def parse_time(text: str) -> datetime:
     """Parse an RFC 3339 time with a zone (`2026-11-26T00:00:00Z`); raises ValueError otherwise."""
     # fromisoformat accepts far more than RFC 3339 (dates alone, week dates, no zone); insist on
     # a date, a time and a zone so that a snapshot never silently means local time.
-    if len(text) < 20 or text[10] not in "Tt ":  # noqa: PLR2004 - shortest form: YYYY-MM-DDTHH:MM:SSZ
+    shape = _RFC3339.fullmatch(text)
+    if shape is None:
         raise ValueError(f"{text!r} is not an RFC 3339 time such as 2026-11-26T00:00:00Z")
-    try:
-        value = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an RFC 3339 time such as 2026-11-26T00:00:00Z") from None
-    if value.tzinfo is None:
+    if shape.group("zone") is None:
         raise ValueError(f"{text!r} has no time zone; add Z for UTC")
+    zone = shape.group("zone")
+    try:
+        value = datetime.fromisoformat(text[: shape.start("zone")] + ("+00:00" if zone in "Zz" else zone))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid time (month, day or hour out of range)") from None
     return value.astimezone(UTC)
 
 
