@@ -60,6 +60,8 @@ _RESET = "\x1b[0m"
 
 # A long digest anywhere inside free text (reasons such as `cascade from sha256:…`).
 _DIGEST_IN_TEXT = re.compile(r"\b([a-z0-9]+(?:[+._-][a-z0-9]+)*):([0-9a-fA-F]{13,})\b")
+# cosign's `<alg>-<hex>.<suffix>` tags, when the hex is long enough to be worth shortening.
+_ATTACHMENT_TAG = re.compile(r"([a-z0-9]+)-([0-9a-f]{13,})((?:\.[A-Za-z0-9_.-]+)?)")
 _BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 _BINARY_STEP = 1024
 
@@ -215,7 +217,15 @@ def _text_header(plan: Plan) -> str:
 def _text_tags(tags: Sequence[str]) -> str:
     if not tags:
         return ""
-    return "[" + ", ".join(_visible(t) for t in _capped(tags, _TEXT_MAX_TAGS)) + "]"
+    return "[" + ", ".join(_visible(_short_tag(t)) for t in _capped(tags, _TEXT_MAX_TAGS)) + "]"
+
+
+def _short_tag(tag: str) -> str:
+    """Signature tags spell out a whole digest (`sha256-<64 hex>.sig`); show them like short digests."""
+    match = _ATTACHMENT_TAG.fullmatch(tag)
+    if match is None:
+        return tag
+    return f"{match.group(1)}-{match.group(2)[:_SHORT_HEX]}…{match.group(3)}"
 
 
 def _action_row(action: Action) -> _Row:
