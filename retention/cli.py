@@ -12,7 +12,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,15 +25,14 @@ from retention.errors import (
     PolicyError,
     RetentionError,
 )
-from retention.planner import make_plan
-from retention.policy import OrderBy
+from retention.pipeline import plan_from_snapshot
+from retention.plan import iter_plan_json
 from retention.policyload import format_report, load_policy, validate
-from retention.render import render_json, render_markdown, render_text
-from retention.snapshot import open_snapshot
+from retention.render import render_markdown, render_text
 from retention.timefmt import parse_time
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from retention.plan import Plan
 
@@ -182,11 +180,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     policy_paths: list[str] = args.policy or [args.policy_default]
     policy = load_policy(policy_paths)
     now: datetime = args.now or datetime.now(UTC)
-    reader = open_snapshot(args.snapshot, require_created=policy.settings.order_by is OrderBy.CREATED)
-    plan = make_plan(policy, reader.repositories(), now=now, max_deletes=args.max_deletes)
-    # The snapshot's header may follow its repositories, so its registry is known only now.
-    # The snapshot names the registry it was taken from; the policy's `registry:` is the fallback.
-    plan = replace(plan, registry=reader.registry or policy.registry, taken_at=reader.taken_at)
+    plan = plan_from_snapshot(policy, args.snapshot, now=now, max_deletes=args.max_deletes)
     summary = plan.summary()
     log.info(
         "plan_made",
@@ -197,12 +191,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         duration_s=round(time.perf_counter() - started, 3),
     )
     if args.save_plan:
-        _write_atomically(args.save_plan, render_json(plan))
+        _write_atomically(args.save_plan, iter_plan_json(plan))
     rendered = _render(plan, args)
     if args.out:
         _write_atomically(args.out, rendered)
     else:
-        sys.stdout.write(rendered)
+        sys.stdout.writelines(rendered)
         sys.stdout.flush()
     if plan.over_limit:
         sys.stderr.write(
@@ -215,26 +209,34 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _render(plan: Plan, args: argparse.Namespace) -> str:
+def _render(plan: Plan, args: argparse.Namespace) -> Iterable[str]:
     if args.format == "json":
-        return render_json(plan)
+        return iter_plan_json(plan)
     if args.format == "markdown":
-        return render_markdown(plan)
+        return [render_markdown(plan)]
     stream_is_tty = not args.out and sys.stdout.isatty()
     color = args.color == "always" or (
         args.color == "auto" and stream_is_tty and "NO_COLOR" not in os.environ
     )
-    return render_text(plan, verbose=args.verbose, color=color)
+    return [render_text(plan, verbose=args.verbose, color=color)]
 
 
-def _write_atomically(path: str, text: str) -> None:
+def _write_atomically(path: str, chunks: Iterable[str]) -> None:
     """Readers of FILE see the old content or the whole new one, never half a plan."""
     target = Path(path)
+    temporary: Path | None = None
     try:
         with tempfile.NamedTemporaryFile(
             "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
         ) as handle:
-            handle.write(text)
-        Path(handle.name).replace(target)
+            temporary = Path(handle.name)
+            handle.writelines(chunks)
+        # NamedTemporaryFile creates 0600; a plan is read by later CI steps, so honour the umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        temporary.chmod(0o666 & ~umask)
+        temporary.replace(target)
     except OSError as exc:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
         raise RetentionError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -7,6 +7,8 @@ actions `apply` may execute.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -190,6 +192,40 @@ def action_to_json(action: Action) -> dict[str, Any]:
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     """The plan as interfaces.md §4 defines it (plus `max_deletes`, `taken_at` and per-repository totals)."""
+    document = _header_json(plan)
+    for key, items in _sections(plan):
+        document[key] = list(items)
+    document["summary"] = plan.summary()
+    document["repositories"] = [_summary_json(r) for r in plan.repositories]
+    return document
+
+
+def iter_plan_json(plan: Plan) -> Iterator[str]:
+    """The same document as `plan_to_json`, as text pieces with one action or entry per line.
+
+    A plan of a large registry holds hundreds of thousands of entries: encoding
+    them one at a time with the C encoder (which `indent` would switch off) keeps
+    writing it fast and its memory small, and one line per entry diffs well.
+    """
+    members: list[tuple[str, Any]] = list(_header_json(plan).items())
+    members += _sections(plan)
+    members += [("summary", plan.summary()), ("repositories", map(_summary_json, plan.repositories))]
+    opening = "{\n"
+    for key, value in members:
+        yield f"{opening}  {json.dumps(key)}: "
+        opening = ",\n"
+        if not isinstance(value, Iterator):
+            yield json.dumps(value, ensure_ascii=False)
+            continue
+        separator = "[\n    "
+        for item in value:
+            yield separator + json.dumps(item, ensure_ascii=False)
+            separator = ",\n    "
+        yield "[]" if separator == "[\n    " else "\n  ]"
+    yield "\n}\n"
+
+
+def _header_json(plan: Plan) -> dict[str, Any]:
     return {
         "format": PLAN_FORMAT,
         "format_version": PLAN_FORMAT_VERSION,
@@ -199,23 +235,30 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "policy_sha256": plan.policy_sha256,
         "max_deletes": plan.max_deletes,
         "over_limit": plan.over_limit,
-        "actions": [action_to_json(a) for a in plan.actions],
-        "kept": [
-            {"repository": k.repository, "digest": k.digest, "tags": list(k.tags), "reasons": list(k.reasons)}
-            for k in plan.kept
-        ],
-        "summary": plan.summary(),
-        "repositories": [
-            {
-                "name": r.name,
-                "manifests": r.manifests,
-                "delete_manifests": r.delete_manifests,
-                "set_manifest_properties": r.set_manifest_properties,
-                "set_tag_properties": r.set_tag_properties,
-                "kept": r.kept,
-                "untouched": r.untouched,
-                "bytes_upper_bound": r.bytes_upper_bound,
-            }
-            for r in plan.repositories
-        ],
+    }
+
+
+def _sections(plan: Plan) -> list[tuple[str, Iterator[dict[str, Any]]]]:
+    return [("actions", map(action_to_json, plan.actions)), ("kept", map(_kept_json, plan.kept))]
+
+
+def _kept_json(kept: Kept) -> dict[str, Any]:
+    return {
+        "repository": kept.repository,
+        "digest": kept.digest,
+        "tags": list(kept.tags),
+        "reasons": list(kept.reasons),
+    }
+
+
+def _summary_json(summary: RepositorySummary) -> dict[str, Any]:
+    return {
+        "name": summary.name,
+        "manifests": summary.manifests,
+        "delete_manifests": summary.delete_manifests,
+        "set_manifest_properties": summary.set_manifest_properties,
+        "set_tag_properties": summary.set_tag_properties,
+        "kept": summary.kept,
+        "untouched": summary.untouched,
+        "bytes_upper_bound": summary.bytes_upper_bound,
     }

@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from retention.inventory import Manifest, Repository
 
 # cosign and the OCI referrers fallback tag a manifest `<alg>-<hex>` or `<alg>-<hex>.<suffix>`;
-# its subject is `<alg>:<hex>` in the same repository (policy.md §2).
-_ATTACHMENT_TAG = re.compile(r"([a-z0-9]+)-([0-9a-f]+)(?:\.[A-Za-z0-9_.-]+)?")
+# its subject is `<alg>:<hex>` in the same repository (policy.md §2). Only digest algorithms
+# count, so CI tags such as `main-abc1234` or `build-42` are never read as attachments.
+_ATTACHMENT_TAG = re.compile(r"(sha256|sha384|sha512|blake3)-([0-9a-f]+)(?:\.[A-Za-z0-9_.-]+)?")
 
 # At most this many lock conflicts are spelled out in one error; the count says how many there were.
 _CONFLICTS_SHOWN = 20

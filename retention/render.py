@@ -9,14 +9,13 @@ complete plan that `apply --plan` reads.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING
 
-from retention.plan import DeleteManifest, Kept, SetManifestProperties, SetTagProperties, plan_to_json
+from retention.plan import DeleteManifest, Kept, SetManifestProperties, SetTagProperties, iter_plan_json
 from retention.timefmt import format_time
 
 if TYPE_CHECKING:
@@ -68,7 +67,7 @@ _BINARY_STEP = 1024
 
 def render_json(plan: Plan) -> str:
     """Plan JSON (interfaces.md §4) with a trailing newline; byte-identical for identical plans."""
-    return json.dumps(plan_to_json(plan), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    return "".join(iter_plan_json(plan))
 
 
 def short_digest(digest: str) -> str:

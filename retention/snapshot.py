@@ -65,6 +65,9 @@ class SnapshotReader:
             raise SnapshotError(f"{self.path}: {exc.path}: {exc.message}") from None
         except json.JSONDecodeError as exc:
             raise SnapshotError(f"{self.path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+        finally:
+            # The file's text is as large as the file; nothing needs it once the scan is over.
+            self.text = ""
 
     def _scan(self) -> Iterator[Repository]:
         text = self.text

@@ -177,6 +177,13 @@ def test_tag_scheme_attachment_needs_every_tag_in_the_scheme() -> None:
     assert set(deleted(plan)) == {"s2"}
 
 
+def test_ci_tags_shaped_like_word_dash_hex_are_not_attachments() -> None:
+    """`main-a1` is a build tag, not a signature of `main:a1`, even if such a digest existed."""
+    pol = policy(rule("prune-main", "delete", tags=["main-.*"]))
+    plan = plan_of(pol, repository("r", manifest("main:a1", tags=("v1",)), manifest("b1", tags=("main-a1",))))
+    assert set(deleted(plan)) == {"b1"}
+
+
 def test_keep_newest_counts_images_not_tags_or_dependents() -> None:
     """`newest` ranks images; children and signatures do not take places."""
     pol = policy(rule("keep-2", "keep", newest=2), rule("prune", "delete"))

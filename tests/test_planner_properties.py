@@ -33,7 +33,7 @@ TAG_PATTERNS = [r"v\d+\.\d+\.\d+", "latest", "prod-.*", r"pr-\d+", ".*"]
 DURATIONS = [timedelta(0), timedelta(days=1), timedelta(days=30), timedelta(days=90)]
 TIMES = [NOW - timedelta(days=d) for d in (0, 1, 5, 30, 31, 90, 400)]
 
-_ATTACHMENT = re.compile(r"([a-z0-9]+)-([0-9a-f]+)(?:\.[A-Za-z0-9_.-]+)?")
+_ATTACHMENT = re.compile(r"(sha256|sha384|sha512|blake3)-([0-9a-f]+)(?:\.[A-Za-z0-9_.-]+)?")
 
 
 @st.composite

@@ -280,7 +280,7 @@ def test_markdown_truncated_golden() -> None:
 
 
 def test_json_golden() -> None:
-    """JSON is plan_to_json, indented, with a trailing newline."""
+    """JSON has one action or entry per line, a trailing newline, and parses to plan_to_json."""
     assert_golden("plan.json", render_json(sample_plan()))
 
 
