@@ -503,7 +503,7 @@ def _repository_changes(actions: Sequence[Action]) -> str:
 
 
 def _markdown_tags(tags: Sequence[str]) -> str:
-    return ", ".join(_md(t) for t in _capped(tags, _MARKDOWN_MAX_TAGS))
+    return ", ".join(_md(_short_tag(t)) for t in _capped(tags, _MARKDOWN_MAX_TAGS))
 
 
 def _markdown_row(action: Action) -> str:

@@ -297,11 +297,12 @@ def test_text_shows_short_digests_and_cascade_source() -> None:
     assert "unlock first" in text
 
 
-def test_text_shortens_signature_tags_like_digests() -> None:
+def test_signature_tags_are_shortened_like_digests() -> None:
     """A cosign tag spelling a whole digest is shortened the way digests are; other tags stay whole."""
     signature = "sha256-" + "ab" * 32 + ".sig"
     plan = make_plan([delete("app", "sha256:0001", tags=(signature, "sha256-0001", "v1"))])
     assert "[sha256-abababababab….sig, sha256-0001, v1]" in render_text(plan)
+    assert "| sha256-abababababab….sig, sha256-0001, v1 |" in render_markdown(plan)
 
 
 def test_text_lines_carry_reasons_at_the_end() -> None:
