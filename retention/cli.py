@@ -22,17 +22,21 @@ from retention.errors import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_OVER_LIMIT,
+    EXIT_USAGE,
     PolicyError,
     RetentionError,
+    UsageError,
 )
-from retention.pipeline import plan_from_snapshot
+from retention.pipeline import plan_from_registry, plan_from_snapshot, snapshot_registry
 from retention.plan import iter_plan_json
 from retention.policyload import format_report, load_policy, validate
+from retention.registry import DEFAULT_AUDIENCE, Connection, RegistryTarget, default_credential
 from retention.render import render_markdown, render_text
 from retention.timefmt import parse_time
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import IO
 
     from retention.plan import Plan
 
@@ -52,6 +56,13 @@ def _rfc3339(text: str) -> datetime:
         return parse_time(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _non_negative(text: str) -> int:
@@ -94,11 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser(
         "plan",
         help="the dry run: what would be deleted, locked and kept, and why",
-        description="Take an inventory (a snapshot file), apply the policy and show the plan. "
-        "Nothing is changed.",
+        description="Take an inventory (a live registry or a snapshot file), apply the policy and show the "
+        "plan. Nothing is changed.",
     )
     _add_policy_argument(plan)
-    plan.add_argument("--snapshot", required=True, metavar="FILE", help="inventory from a snapshot file")
+    source = plan.add_mutually_exclusive_group()
+    source.add_argument("--snapshot", metavar="FILE", help="inventory from a snapshot file")
+    source.add_argument(
+        "--registry",
+        metavar="REGISTRY",
+        help="inventory from a live registry (login server or https URL); default: $ACR_RETENTION_REGISTRY,"
+        " then the policy's registry",
+    )
+    _add_registry_options(plan)
     plan.add_argument(
         "--now",
         type=_rfc3339,
@@ -131,7 +150,51 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="color the text format (auto: on a terminal, unless NO_COLOR is set)",
     )
+
+    snap = commands.add_parser(
+        "snapshot",
+        help="record a live registry's inventory as a snapshot file",
+        description="Read a live registry (read-only) and write its inventory as a snapshot file, "
+        "for planning offline, reviewing, or tests.",
+    )
+    snap.add_argument(
+        "--registry",
+        metavar="REGISTRY",
+        help="login server or https URL; default: $ACR_RETENTION_REGISTRY",
+    )
+    snap.add_argument("--out", required=True, metavar="FILE", help="where to write the snapshot (atomically)")
+    _add_registry_options(snap)
     return parser
+
+
+def _add_registry_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repository",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only repositories matching GLOB (repeatable; same globs as policies)",
+    )
+    parser.add_argument(
+        "--anonymous",
+        action="store_true",
+        help="no credentials: for registries with anonymous pull enabled",
+    )
+    parser.add_argument(
+        "--audience",
+        default=os.environ.get("ACR_RETENTION_AUDIENCE", DEFAULT_AUDIENCE),
+        metavar="URL",
+        help=f"Entra ID audience for registry tokens (default {DEFAULT_AUDIENCE}; sovereign clouds:"
+        " https://containerregistry.azure.cn, https://containerregistry.azure.us; ARM audience:"
+        " https://management.azure.com)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=8,
+        metavar="N",
+        help="repositories read at once (default 8)",
+    )
 
 
 def _add_policy_argument(parser: argparse.ArgumentParser) -> None:
@@ -152,10 +215,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return _cmd_validate(args.policies)
+        if args.command == "snapshot":
+            return _cmd_snapshot(args)
         return _cmd_plan(args)
     except PolicyError as exc:
         sys.stderr.write(format_report(list(exc.problems)))
         return exc.exit_code
+    except UsageError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return EXIT_USAGE
     except RetentionError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return exc.exit_code
@@ -180,7 +248,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     policy_paths: list[str] = args.policy or [args.policy_default]
     policy = load_policy(policy_paths)
     now: datetime = args.now or datetime.now(UTC)
-    plan = plan_from_snapshot(policy, args.snapshot, now=now, max_deletes=args.max_deletes)
+    if args.snapshot:
+        plan = plan_from_snapshot(policy, args.snapshot, now=now, max_deletes=args.max_deletes)
+    else:
+        connection = _connection(args, fallback=policy.registry)
+        plan = plan_from_registry(
+            policy, connection, now=now, max_deletes=args.max_deletes, repositories=args.repository
+        )
     summary = plan.summary()
     log.info(
         "plan_made",
@@ -209,6 +283,42 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_snapshot(args: argparse.Namespace) -> int:
+    log = logs.get_logger()
+    started = time.perf_counter()
+    connection = _connection(args, fallback=None)
+    taken_at = datetime.now(UTC)
+    count = 0
+
+    def write(handle: IO[str]) -> None:
+        nonlocal count
+        count = snapshot_registry(connection, handle, taken_at=taken_at, repositories=args.repository)
+
+    _write_atomically_with(args.out, write)
+    log.info(
+        "snapshot_written",
+        registry=connection.target.login_server,
+        repositories=count,
+        out=args.out,
+        duration_s=round(time.perf_counter() - started, 3),
+    )
+    return EXIT_OK
+
+
+def _connection(args: argparse.Namespace, *, fallback: str | None) -> Connection:
+    registry = args.registry or os.environ.get("ACR_RETENTION_REGISTRY") or fallback
+    if not registry:
+        raise UsageError(
+            "no registry: give --registry (or set ACR_RETENTION_REGISTRY, or registry: in the policy)"
+            + (", or --snapshot FILE" if args.command == "plan" else "")
+        )
+    target = RegistryTarget.parse(registry)
+    credential = None if args.anonymous else default_credential()
+    return Connection(
+        target=target, credential=credential, audience=args.audience, concurrency=args.concurrency
+    )
+
+
 def _render(plan: Plan, args: argparse.Namespace) -> Iterable[str]:
     if args.format == "json":
         return iter_plan_json(plan)
@@ -223,6 +333,10 @@ def _render(plan: Plan, args: argparse.Namespace) -> Iterable[str]:
 
 def _write_atomically(path: str, chunks: Iterable[str]) -> None:
     """Readers of FILE see the old content or the whole new one, never half a plan."""
+    _write_atomically_with(path, lambda handle: handle.writelines(chunks))
+
+
+def _write_atomically_with(path: str, write: Callable[[IO[str]], None]) -> None:
     target = Path(path)
     temporary: Path | None = None
     try:
@@ -230,13 +344,15 @@ def _write_atomically(path: str, chunks: Iterable[str]) -> None:
             "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
         ) as handle:
             temporary = Path(handle.name)
-            handle.writelines(chunks)
+            write(handle)
         # NamedTemporaryFile creates 0600; a plan is read by later CI steps, so honour the umask.
         umask = os.umask(0)
         os.umask(umask)
         temporary.chmod(0o666 & ~umask)
         temporary.replace(target)
+        temporary = None
     except OSError as exc:
+        raise RetentionError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
-        raise RetentionError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -51,6 +51,12 @@ class PolicyError(RetentionError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class UsageError(RetentionError):
+    """The command line is incomplete in a way argparse cannot see (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
 class SnapshotError(RetentionError):
     """A snapshot file cannot be read; the message names the file and the JSON path."""
 

@@ -1,4 +1,4 @@
-"""The read-only stages wired together: snapshot -> plan. Shared by the CLI and the benchmarks.
+"""The read-only stages wired together: inventory -> plan. Shared by the CLI and the benchmarks.
 
 Nothing here decides anything; it only feeds the planner and releases what
 it no longer needs.
@@ -10,16 +10,22 @@ import gc
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from retention.needs import Needs, PolicyNeeds
 from retention.planner import make_plan
 from retention.policy import OrderBy
-from retention.snapshot import open_snapshot
+from retention.registry import iter_registry
+from retention.snapshot import open_snapshot, write_snapshot
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
     from datetime import datetime
     from pathlib import Path
+    from typing import IO
 
+    from retention.inventory import Repository
     from retention.plan import Plan
     from retention.policy import Policy
+    from retention.registry import Connection
 
 
 def plan_from_snapshot(
@@ -38,3 +44,37 @@ def plan_from_snapshot(
     # The snapshot names the registry it was taken from; the policy's `registry:` is the fallback.
     # Its header may follow its repositories, so it is known only now.
     return replace(plan, registry=reader.registry or policy.registry, taken_at=reader.taken_at)
+
+
+def plan_from_registry(
+    policy: Policy,
+    connection: Connection,
+    *,
+    now: datetime,
+    max_deletes: int | None = None,
+    repositories: Sequence[str] = (),
+) -> Plan:
+    """Plan a live registry, one repository at a time, reading only what this policy needs."""
+    stream = iter_registry(connection, PolicyNeeds(policy, now), repositories=repositories)
+    gc.disable()  # as in plan_from_snapshot
+    try:
+        plan = make_plan(policy, stream, now=now, max_deletes=max_deletes)
+    finally:
+        gc.enable()
+    return replace(plan, registry=connection.target.login_server, taken_at=now)
+
+
+def snapshot_registry(
+    connection: Connection, handle: IO[str], *, taken_at: datetime, repositories: Sequence[str] = ()
+) -> int:
+    """Write a live registry's inventory as a snapshot; returns the number of repositories."""
+    count = 0
+
+    def counted() -> Iterator[Repository]:
+        nonlocal count
+        for repository in iter_registry(connection, Needs(), repositories=repositories):
+            count += 1
+            yield repository
+
+    write_snapshot(handle, registry=connection.target.login_server, taken_at=taken_at, repositories=counted())
+    return count

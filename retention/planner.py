@@ -160,6 +160,22 @@ def make_plan(
     )
 
 
+def could_match(rule: Rule, repository: str, manifest: Manifest, *, now: datetime, order_by: OrderBy) -> bool:
+    """Whether `rule` could match `manifest` once it is known to be an image (`newest` aside).
+
+    The inventory uses it to fetch details (tag attributes, manifest content)
+    only for manifests that some rule could act on.
+    """
+    if not rule.matches_repository(repository):
+        return False
+    check = _RuleCheck(
+        rule=rule,
+        older_cutoff=now - rule.older_than if rule.older_than is not None else None,
+        newer_cutoff=now - rule.newer_than if rule.newer_than is not None else None,
+    )
+    return _selects(check, manifest, by_created=order_by is OrderBy.CREATED)
+
+
 def _build_graph(manifests: Sequence[Manifest]) -> dict[str, _Node]:
     # Digest order, not input order, everywhere below: plans must not depend on how a registry
     # happened to list its manifests.

@@ -144,7 +144,12 @@ def test_policy_from_the_environment(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["plan", "--policy", "p.yaml"], "the following arguments are required: --snapshot"),
+        (
+            ["plan", "--policy", "p", "--snapshot", "s", "--registry", "r"],
+            "argument --registry: not allowed with argument --snapshot",
+        ),
+        (["snapshot", "--registry", "r"], "the following arguments are required: --out"),
+        (["snapshot", "--out", "f", "--concurrency", "0"], "argument --concurrency: must be at least 1"),
         (
             ["plan", "--policy", "p", "--snapshot", "s", "--now", "yesterday"],
             "argument --now: 'yesterday' is not",
@@ -167,6 +172,19 @@ def test_usage_errors_exit_2(argv: list[str], message: str, capsys: pytest.Captu
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_plan_without_an_inventory_source_is_a_usage_error(
+    files: Callable[..., list[str]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With neither --snapshot nor a registry from flag, environment or policy, plan exits 2."""
+    monkeypatch.delenv("ACR_RETENTION_REGISTRY", raising=False)
+    args = files()[:3]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        "acr-retention: error: no registry: give --registry (or set ACR_RETENTION_REGISTRY, or registry: in"
+        " the policy), or --snapshot FILE\n"
+    )
 
 
 def test_broken_snapshot_is_one_line_and_exit_1(
