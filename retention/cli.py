@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from retention import __version__, logs
+from retention import __version__, logs, registry
 from retention.errors import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -30,7 +30,7 @@ from retention.errors import (
 from retention.pipeline import plan_from_registry, plan_from_snapshot, snapshot_registry
 from retention.plan import iter_plan_json
 from retention.policyload import format_report, load_policy, validate
-from retention.registry import DEFAULT_AUDIENCE, Connection, RegistryTarget, default_credential
+from retention.registry import DEFAULT_AUDIENCE, Connection, RegistryTarget
 from retention.render import render_markdown, render_text
 from retention.timefmt import parse_time
 
@@ -306,14 +306,14 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def _connection(args: argparse.Namespace, *, fallback: str | None) -> Connection:
-    registry = args.registry or os.environ.get("ACR_RETENTION_REGISTRY") or fallback
-    if not registry:
+    name = args.registry or os.environ.get("ACR_RETENTION_REGISTRY") or fallback
+    if not name:
         raise UsageError(
             "no registry: give --registry (or set ACR_RETENTION_REGISTRY, or registry: in the policy)"
             + (", or --snapshot FILE" if args.command == "plan" else "")
         )
-    target = RegistryTarget.parse(registry)
-    credential = None if args.anonymous else default_credential()
+    target = RegistryTarget.parse(name)
+    credential = None if args.anonymous else registry.default_credential()
     return Connection(
         target=target, credential=credential, audience=args.audience, concurrency=args.concurrency
     )

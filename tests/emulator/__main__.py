@@ -1,0 +1,80 @@
+"""Run the emulator by hand: `python -m tests.emulator --port 8443 --seed examples/snapshot.json`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+
+from tests.emulator.faults import PRESETS
+from tests.emulator.server import Emulator
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tests.emulator", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--seed", metavar="SNAPSHOT", help="an acr-retention snapshot file to serve")
+    parser.add_argument("--registry", default="emulator.azurecr.io", help="the name in response bodies")
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--jitter-ms", type=float, default=0.0)
+    parser.add_argument("--throttle", choices=[*sorted(PRESETS), "off"], default="off")
+    parser.add_argument("--time-scale", type=float, default=1.0, help="60: a minute's budget per second")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of 503/500 answers")
+    parser.add_argument("--reset-rate", type=float, default=0.0, help="share of dropped connections")
+    parser.add_argument("--anonymous-pull", action="store_true")
+    parser.add_argument("--no-list-references", action="store_true", help="as real ACR: none in listings")
+    parser.add_argument(
+        "--basic-user",
+        action="append",
+        default=[],
+        metavar="USER:PASSWORD",
+        help="an admin user (all rights)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    emulator = Emulator(
+        registry=args.registry,
+        host=args.host,
+        port=args.port,
+        anonymous_pull=args.anonymous_pull,
+        list_references=not args.no_list_references,
+        time_scale=args.time_scale,
+    )
+    emulator.start()
+    try:
+        if args.seed:
+            emulator.seed_file(args.seed)
+        for entry in args.basic_user:
+            user, _, password = entry.partition(":")
+            emulator.add_basic_user(
+                user, password, roles={"metadata_read", "metadata_write", "delete", "pull", "push", "catalog"}
+            )
+        faults = emulator.faults
+        faults.latency_ms, faults.jitter_ms = args.latency_ms, args.jitter_ms
+        faults.error_rate, faults.reset_rate = args.error_rate, args.reset_rate
+        faults.throttle(args.throttle, time_scale=args.time_scale)
+        sys.stdout.write(
+            f"endpoint  {emulator.endpoint}\n"
+            f"ca file   {emulator.ca_file}\n"
+            f"cert dir  {emulator.cert_dir}   (skopeo --cert-dir)\n"
+            f"export SSL_CERT_FILE={emulator.ca_file} REQUESTS_CA_BUNDLE={emulator.ca_file}\n"
+            "serving until Ctrl-C\n"
+        )
+        sys.stdout.flush()
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            done.wait()
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

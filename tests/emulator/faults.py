@@ -1,0 +1,217 @@
+"""Fault injection: latency, ACR-style throttling, 5xx answers, connection resets, scripted faults.
+
+Throttling follows the documented ACR model (ops.md §1.1): a token bucket per operation class and
+identity (OAuth per registry), a 429 whose Retry-After counts down to when the next request will be
+let through, and per-SKU budgets per minute. `time_scale` shrinks the minute: with 60, a minute's
+budget refills every second.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+OperationClass = Literal["read", "write", "delete", "oauth"]
+CLASSES: tuple[OperationClass, ...] = ("read", "write", "delete", "oauth")
+
+# Requests per minute per identity (OAuth: per registry), ops.md §1.1, 2026 table.
+PRESETS: dict[str, dict[OperationClass, float]] = {
+    "basic": {"read": 5000, "write": 1000, "delete": 500, "oauth": 10000},
+    "standard": {"read": 5000, "write": 1000, "delete": 500, "oauth": 10000},
+    "premium": {"read": 10000, "write": 2000, "delete": 2000, "oauth": 20000},
+}
+
+
+def operation_class(method: str, path: str) -> OperationClass:
+    if path.startswith("/oauth2/"):
+        return "oauth"
+    if method == "DELETE":
+        return "delete"
+    if method in ("PUT", "PATCH", "POST"):
+        return "write"
+    return "read"
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+@dataclass
+class Scripted:
+    """A one-off (or n-times) fault for requests matching method and path."""
+
+    status: int | Literal["reset"]
+    method: str | None = None
+    path_contains: str | None = None
+    times: int = 1
+    retry_after: float | None = None
+    after: bool = False  # fire after the operation ran: its effect stays, its answer is lost
+    fired: int = 0
+
+    def matches(self, method: str, raw_path: str, path: str) -> bool:
+        if self.method is not None and self.method.upper() != method:
+            return False
+        return self.path_contains is None or self.path_contains in raw_path or self.path_contains in path
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """What to do to one request instead of (or after) serving it."""
+
+    status: int | Literal["reset"]
+    retry_after: float | None = None
+    code: str = ""
+
+
+@dataclass
+class Faults:
+    """Thread-safe settings; tests change them while the server runs."""
+
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    error_rate: float = 0.0  # share of requests answered 503 or 500
+    reset_rate: float = 0.0  # share of requests whose connection is aborted without an answer
+    time_scale: float = 1.0
+    seed: int | None = None
+    _limits: dict[OperationClass, float] = field(default_factory=dict)  # per minute
+    _burst: dict[OperationClass, float] = field(default_factory=dict)
+    _buckets: dict[tuple[OperationClass, str], _Bucket] = field(default_factory=dict)
+    _scripts: list[Scripted] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _random: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        if self.seed is not None:
+            self._random.seed(self.seed)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.latency_ms = self.jitter_ms = self.error_rate = self.reset_rate = 0.0
+            self.time_scale = 1.0
+            self._limits.clear()
+            self._burst.clear()
+            self._buckets.clear()
+            self._scripts.clear()
+            self.clock = time.monotonic
+
+    # --- configuration -----------------------------------------------------------------------
+
+    def throttle(
+        self,
+        preset: str | None = None,
+        *,
+        time_scale: float | None = None,
+        burst: dict[OperationClass, float] | None = None,
+        **per_minute: float,
+    ) -> None:
+        """Set budgets: a preset ("basic", "standard", "premium", "off"/None) and/or per-class
+        requests per minute (`read=`, `write=`, `delete=`, `oauth=`). `burst` sets a bucket's size
+        (default: one minute's budget). Buckets start full."""
+        limits: dict[OperationClass, float] = {}
+        if preset not in (None, "off"):
+            if preset not in PRESETS:
+                raise ValueError(f"unknown throttle preset {preset!r}; known: {sorted(PRESETS)} or 'off'")
+            limits.update(PRESETS[preset])
+        for name, value in per_minute.items():
+            if name not in CLASSES:
+                raise ValueError(f"unknown operation class {name!r}; known: {CLASSES}")
+            limits[name] = float(value)
+        with self._lock:
+            if time_scale is not None:
+                self.time_scale = time_scale
+            self._limits = limits
+            self._burst = dict(burst or {})
+            self._buckets.clear()
+
+    def script(
+        self,
+        *,
+        status: int | Literal["reset"],
+        method: str | None = None,
+        path_contains: str | None = None,
+        times: int = 1,
+        retry_after: float | None = None,
+        after: bool = False,
+    ) -> Scripted:
+        """A fault for the next `times` matching requests. `after=True` lets the operation happen
+        and then loses its answer (a delete that succeeded but whose 202 never arrived)."""
+        scripted = Scripted(status, method, path_contains, times, retry_after, after)
+        with self._lock:
+            self._scripts.append(scripted)
+        return scripted
+
+    @property
+    def limits(self) -> dict[OperationClass, float]:
+        with self._lock:
+            return dict(self._limits)
+
+    # --- per request -------------------------------------------------------------------------
+
+    def delay(self) -> float:
+        with self._lock:
+            if not self.latency_ms and not self.jitter_ms:
+                return 0.0
+            return (self.latency_ms + self._random.uniform(0, self.jitter_ms)) / 1000
+
+    def scripted(self, method: str, raw_path: str, path: str, *, after: bool) -> Fault | None:
+        with self._lock:
+            for scripted in self._scripts:
+                live = scripted.after == after and scripted.fired < scripted.times
+                if live and scripted.matches(method, raw_path, path):
+                    scripted.fired += 1
+                    return Fault(scripted.status, scripted.retry_after, "SCRIPTED")
+        return None
+
+    def random_fault(self) -> Fault | None:
+        with self._lock:
+            if self.reset_rate and self._random.random() < self.reset_rate:
+                return Fault("reset")
+            if self.error_rate and self._random.random() < self.error_rate:
+                return Fault(self._random.choice((503, 500)))
+        return None
+
+    def take(self, kind: OperationClass, identity: str) -> float | None:
+        """Consume one request of the bucket; None when allowed, else the seconds to wait."""
+        with self._lock:
+            per_minute = self._limits.get(kind)
+            if per_minute is None:
+                return None
+            window = 60.0 / self.time_scale
+            rate = per_minute / window  # tokens per second
+            size = self._burst.get(kind, per_minute)
+            key = (kind, "registry" if kind == "oauth" else identity)
+            now = self.clock()
+            bucket = self._buckets.setdefault(key, _Bucket(tokens=size, stamp=now))
+            bucket.tokens = min(size, bucket.tokens + (now - bucket.stamp) * rate)
+            bucket.stamp = now
+            if bucket.tokens >= 1:
+                bucket.tokens -= 1
+                return None
+            return max((1 - bucket.tokens) / rate, 0.001)
+
+    def remaining_per_second(self, kind: OperationClass, identity: str) -> float | None:
+        """For the x-ms-ratelimit-remaining-calls-per-second header ACR sends on some answers."""
+        with self._lock:
+            per_minute = self._limits.get(kind)
+            if per_minute is None:
+                return None
+            bucket = self._buckets.get((kind, "registry" if kind == "oauth" else identity))
+            tokens = bucket.tokens if bucket else self._burst.get(kind, per_minute)
+            return tokens * self.time_scale / 60.0
+
+
+def retry_after_text(seconds: float) -> str:
+    """Seconds, fractional when under a few seconds (time-scaled tests), never 0 (0 means 'backoff')."""
+    if seconds >= 10:
+        return str(math.ceil(seconds))
+    return f"{math.ceil(seconds * 1000) / 1000:.3f}"

@@ -1,0 +1,1 @@
+"""The SDK's quickstart samples, pointed at the emulator (see each file's header)."""

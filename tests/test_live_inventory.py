@@ -1,0 +1,214 @@
+"""Live inventory through the unmodified SDK over real HTTPS, against the project's ACR emulator.
+
+Nothing is mocked but the Entra ID credential (the emulator accepts any
+token at /oauth2/exchange, as ACR accepts any valid Entra token).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from retention import registry
+from retention.cli import main
+from retention.plan import plan_to_json
+from retention.planner import make_plan
+from retention.policyload import load_policy
+from retention.snapshot import load_snapshot
+from retention.timefmt import parse_time
+from tests.emulator import AsyncFakeCredential
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.emulator import Emulator
+
+ROOT_EXAMPLE = "examples/snapshot.json"
+NOW = "2026-11-26T00:00:00Z"
+
+
+@pytest.fixture
+def credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's DefaultAzureCredential replaced by a fake Entra token source."""
+    monkeypatch.setattr(registry, "default_credential", lambda: AsyncFakeCredential("aad-token"))
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_snapshot_of_a_live_registry_equals_what_it_holds(
+    emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`snapshot` records every repository, manifest, reference, subject and tag attribute."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    expected = emulator.dump()
+    out = tmp_path / "snap.json"
+    code, _, err = run(["snapshot", "--registry", emulator.endpoint, "--out", str(out)], capsys)
+    assert code == 0, err
+    recorded = load_snapshot(out)
+    assert recorded.registry == emulator.login_server
+    # A live snapshot lists manifests as the registry does, newest first; dump() sorts by digest.
+    assert [(r.name, sorted(r.manifests, key=lambda m: m.digest)) for r in recorded.repositories] == [
+        (r.name, list(r.manifests)) for r in expected.repositories
+    ]
+
+
+def test_plan_of_a_live_registry_equals_the_plan_of_its_snapshot(
+    emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """plan --registry and plan --snapshot of the same content give the same actions and kept list."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    policy = load_policy(["policies/combined"])
+    offline = make_plan(policy, emulator.dump().repositories, now=parse_time(NOW))
+    code, out, err = run(
+        [
+            "plan",
+            "--policy",
+            "policies/combined",
+            "--registry",
+            emulator.endpoint,
+            "--now",
+            NOW,
+            "--format",
+            "json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    live = json.loads(out)
+    wanted = plan_to_json(offline)
+    assert live["actions"] == wanted["actions"]
+    assert live["kept"] == wanted["kept"]
+    assert live["registry"] == emulator.login_server
+
+
+def test_steady_state_costs_about_one_request_per_listed_page(
+    emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the token cache, authentication adds a handful of requests per run, not three per request."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    emulator.counters.reset()
+    code, _, err = run(
+        ["snapshot", "--registry", emulator.endpoint, "--out", str(tmp_path / "s.json")], capsys
+    )
+    assert code == 0, err
+    counts: dict[str, Any] = emulator.counters.snapshot()
+    assert counts["by_phase"].get("challenge", 0) <= 2
+    assert counts["by_phase"].get("exchange", 0) <= 2
+
+
+def plan_args(emulator: Emulator, *extra: str) -> list[str]:
+    return ["plan", "--policy", "policies/combined", "--registry", emulator.endpoint, "--now", NOW, *extra]
+
+
+def offline_plan(emulator: Emulator) -> dict[str, Any]:
+    policy = load_policy(["policies/combined"])
+    return plan_to_json(make_plan(policy, emulator.dump().repositories, now=parse_time(NOW)))
+
+
+def test_index_children_come_from_content_when_listings_leave_them_out(
+    emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A registry whose listings carry no `references` still gives the same plan (one GET per index)."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    emulator.list_references = False
+    code, out, err = run([*plan_args(emulator), "--format", "json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["actions"] == offline_plan(emulator)["actions"]
+
+
+def test_throttling_and_server_errors_are_retried_to_the_same_plan(
+    emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """429 with Retry-After and one-off 503s and resets slow the run down but do not change its plan."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    emulator.faults.script(status=429, method="GET", path_contains="_manifests", times=3, retry_after=0.05)
+    emulator.faults.script(status=503, method="GET", path_contains="_tags", times=2)
+    emulator.faults.script(status="reset", method="GET", path_contains="_catalog", times=1)
+    code, out, err = run([*plan_args(emulator), "--format", "json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["actions"] == offline_plan(emulator)["actions"]
+    assert emulator.counters.count(status=429) == 3
+    assert emulator.counters.count(status=503) == 2
+
+
+def test_repository_deleted_while_listed_is_skipped_with_a_warning(
+    emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A repository that answers 404 after the catalog named it is left out, with a warning."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    emulator.faults.script(status=404, method="GET", path_contains="shop%2Fweb/_manifests", times=1)
+    code, out, err = run([*plan_args(emulator), "--format", "json"], capsys)
+    assert code == 0, err
+    assert "shop/web" not in {r["name"] for r in json.loads(out)["repositories"]}
+    warnings = [json.loads(line) for line in err.splitlines() if '"repository_skipped"' in line]
+    assert [(w["repository"], w["reason"]) for w in warnings] == [("shop/web", "deleted while being listed")]
+
+
+def test_refused_credentials_are_one_line_and_exit_1(
+    emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An Entra token the registry does not accept ends the run with one line naming the registry."""
+    emulator.seed_file(ROOT_EXAMPLE)
+    emulator.auth.strict_identities = True
+    code, out, err = run(plan_args(emulator), capsys)
+    assert (code, out) == (1, "")
+    (line,) = [line for line in err.splitlines() if not line.startswith("{")]
+    assert line.startswith(
+        f"acr-retention: error: registry {emulator.login_server}: the Azure credential was refused"
+    )
+
+
+def test_unreachable_registry_is_one_line_and_exit_1(
+    credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A registry nobody answers for ends the run with one line, after the connection retries."""
+    code, out, err = run(
+        ["plan", "--policy", "policies/combined", "--registry", "127.0.0.1:9", "--now", NOW], capsys
+    )
+    assert (code, out) == (1, "")
+    (line,) = [line for line in err.splitlines() if not line.startswith("{")]
+    assert line.startswith("acr-retention: error: cannot reach registry 127.0.0.1:9: ")
+
+
+def test_bad_registry_name_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """A registry given as http:// or with a path is refused before any request."""
+    code, _, err = run(["snapshot", "--registry", "http://myreg.azurecr.io", "--out", "x.json"], capsys)
+    assert code == 1
+    assert (
+        err
+        == "acr-retention: error: registry 'http://myreg.azurecr.io': only https:// registries are supported\n"
+    )
+
+
+def test_anonymous_mode_reads_a_public_registry(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--anonymous reads a registry with anonymous pull enabled, with no credential at all."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    emulator.anonymous_pull = True
+    out = tmp_path / "anon.json"
+    code, _, err = run(
+        ["snapshot", "--registry", emulator.endpoint, "--anonymous", "--out", str(out)], capsys
+    )
+    assert code == 0, err
+    assert len(load_snapshot(out).repositories) == len(emulator.dump().repositories)
+
+
+def test_repository_option_limits_what_is_read(
+    emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--repository globs select repositories; the others are never listed."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    out = tmp_path / "shop.json"
+    code, _, err = run(
+        ["snapshot", "--registry", emulator.endpoint, "--repository", "shop/*", "--out", str(out)], capsys
+    )
+    assert code == 0, err
+    assert [r.name for r in load_snapshot(out).repositories] == ["shop/api", "shop/web"]
+    assert emulator.counters.count(operation="list_manifests") == 2
