@@ -422,6 +422,9 @@ async def _content(client: ContainerRegistryClient, name: str, digest: str) -> d
         # Content that does not hash to its digest cannot be trusted to name a subject or
         # children; fail closed by leaving the whole repository out of this plan.
         raise _Unreadable(f"manifest {digest} in {name}: content does not match its digest") from None
+    except ValueError as exc:
+        # The SDK refuses manifests without a Content-Length or over 4 MiB (its threat model).
+        raise _Unreadable(f"manifest {digest} in {name}: {exc}") from None
     except ResourceNotFoundError:
         return {}
     manifest = result.manifest

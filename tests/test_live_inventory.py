@@ -212,3 +212,19 @@ def test_repository_option_limits_what_is_read(
     assert code == 0, err
     assert [r.name for r in load_snapshot(out).repositories] == ["shop/api", "shop/web"]
     assert emulator.counters.count(operation="list_manifests") == 2
+
+
+def test_content_that_does_not_match_its_digest_skips_the_repository(
+    emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A manifest body that does not hash to its digest is never trusted: its repository is left out."""
+    # Seeded as is, bodies are synthesized under the snapshot's digests, so none of them verify.
+    emulator.seed_file(ROOT_EXAMPLE)
+    out = tmp_path / "s.json"
+    code, _, err = run(["snapshot", "--registry", emulator.endpoint, "--out", str(out)], capsys)
+    assert code == 0, err
+    skipped = {json.loads(line)["repository"] for line in err.splitlines() if '"repository_skipped"' in line}
+    kept = {r.name for r in load_snapshot(out).repositories}
+    assert skipped
+    assert kept | skipped == {r.name for r in emulator.dump().repositories}
+    assert not kept & skipped
