@@ -25,7 +25,7 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit
@@ -144,9 +144,13 @@ def _wildcard(scope: str) -> str | None:
 class _Token:
     value: str
     expires_at: float
+    obtained_at: float = field(default_factory=time.time)
 
     def fresh(self, now: float) -> bool:
-        return now < self.expires_at - _REFRESH_MARGIN_S
+        # Renew ahead of expiry, but never so far ahead that a short-lived token is renewed
+        # before every request.
+        margin = min(_REFRESH_MARGIN_S, (self.expires_at - self.obtained_at) / 2)
+        return now < self.expires_at - margin
 
 
 class TokenCache(AsyncHTTPPolicy):  # type: ignore[type-arg]

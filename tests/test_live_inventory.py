@@ -228,3 +228,17 @@ def test_content_that_does_not_match_its_digest_skips_the_repository(
     assert skipped
     assert kept | skipped == {r.name for r in emulator.dump().repositories}
     assert not kept & skipped
+
+
+def test_access_tokens_expiring_during_the_run_are_renewed(
+    emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Short-lived registry tokens expire mid-run; the run renews them and plans the same."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    emulator.auth.access_token_lifetime = 1.0
+    emulator.faults.latency_ms = 60
+    code, out, err = run([*plan_args(emulator), "--format", "json", "--concurrency", "1"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["actions"] == offline_plan(emulator)["actions"]
+    # Renewed as they expire, not before every request.
+    assert emulator.counters.count(operation="token") < emulator.counters.phases().get("authorized", 0)
