@@ -7,6 +7,7 @@ actions `apply` may execute.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -201,28 +202,41 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
 
 
 def iter_plan_json(plan: Plan) -> Iterator[str]:
-    """The same document as `plan_to_json`, as text pieces with one action or entry per line.
+    """The same document as `plan_to_json`, as text pieces with one action or entry per line,
+    sealed by a last member `plan_sha256`: the SHA-256 of every byte before that member.
 
     A plan of a large registry holds hundreds of thousands of entries: encoding
     them one at a time with the C encoder (which `indent` would switch off) keeps
     writing it fast and its memory small, and one line per entry diffs well.
+    The seal lets `apply --plan` refuse a saved plan that was edited or cut short.
     """
+    seal = hashlib.sha256()
     members: list[tuple[str, Any]] = list(_header_json(plan).items())
     members += _sections(plan)
     members += [("summary", plan.summary()), ("repositories", map(_summary_json, plan.repositories))]
     opening = "{\n"
     for key, value in members:
-        yield f"{opening}  {json.dumps(key)}: "
+        for piece in _member(opening, key, value):
+            seal.update(piece.encode())
+            yield piece
         opening = ",\n"
-        if not isinstance(value, Iterator):
-            yield json.dumps(value, ensure_ascii=False)
-            continue
-        separator = "[\n    "
-        for item in value:
-            yield separator + json.dumps(item, ensure_ascii=False)
-            separator = ",\n    "
-        yield "[]" if separator == "[\n    " else "\n  ]"
-    yield "\n}\n"
+    yield f'{SEAL_PREFIX}{seal.hexdigest()}"\n}}\n'
+
+
+# How the seal member starts; `retention.planfile` finds it by this exact text.
+SEAL_PREFIX = ',\n  "plan_sha256": "'
+
+
+def _member(opening: str, key: str, value: Any) -> Iterator[str]:
+    yield f"{opening}  {json.dumps(key)}: "
+    if not isinstance(value, Iterator):
+        yield json.dumps(value, ensure_ascii=False)
+        return
+    separator = "[\n    "
+    for item in value:
+        yield separator + json.dumps(item, ensure_ascii=False)
+        separator = ",\n    "
+    yield "[]" if separator == "[\n    " else "\n  ]"
 
 
 def _header_json(plan: Plan) -> dict[str, Any]:

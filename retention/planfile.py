@@ -1,0 +1,229 @@
+"""Saved plans: read a plan JSON file back into a `Plan`, refusing anything not written as is.
+
+`apply --plan FILE` executes exactly the actions of such a file, so it is
+checked before anything else: the seal (`plan_sha256`, the SHA-256 of every
+byte before it) catches edits and truncation, and every field is checked for
+shape. The seal is an integrity check, not a signature: whoever can rewrite
+the file can reseal it, so saved plans deserve the protection of any other
+deployment artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from retention.errors import RetentionError
+from retention.inventory import Property
+from retention.plan import (
+    PLAN_FORMAT,
+    PLAN_FORMAT_VERSION,
+    SEAL_PREFIX,
+    Action,
+    DeleteManifest,
+    Kept,
+    Op,
+    Plan,
+    RepositorySummary,
+    SetManifestProperties,
+    SetTagProperties,
+)
+from retention.timefmt import parse_time
+
+_SEAL = re.compile(re.escape(SEAL_PREFIX) + r'([0-9a-f]{64})"\n}\n\Z')
+
+
+class PlanFileError(RetentionError):
+    """A saved plan cannot be used: unreadable, edited, or not a plan."""
+
+
+class _Bad(Exception):  # noqa: N818 - internal signal, turned into PlanFileError with the file name
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(message)
+        self.where = where
+        self.message = message
+
+
+def load_plan(path: Path | str) -> Plan:
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise PlanFileError(f"{name}: cannot read: {reason or exc}") from None
+    seal = _SEAL.search(text)
+    if seal is None:
+        raise PlanFileError(
+            f"{name}: not a sealed acr-retention plan (no plan_sha256 at its end); make a new plan"
+        )
+    body = text[: seal.start()]
+    if hashlib.sha256(body.encode()).hexdigest() != seal.group(1):
+        raise PlanFileError(f"{name}: the plan was changed after it was made (plan_sha256 does not match)")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanFileError(f"{name}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    try:
+        return _plan(document)
+    except _Bad as exc:
+        raise PlanFileError(f"{name}: {exc.where}: {exc.message}") from None
+
+
+def _plan(doc: Any) -> Plan:
+    if not isinstance(doc, dict):
+        raise _Bad("$", "expected an object")
+    if doc.get("format") != PLAN_FORMAT:
+        raise _Bad("$.format", f"expected {PLAN_FORMAT!r}, found {doc.get('format')!r}")
+    if doc.get("format_version") != PLAN_FORMAT_VERSION:
+        raise _Bad("$.format_version", f"unsupported plan format version {doc.get('format_version')!r}")
+    actions = tuple(_action(a, f"$.actions[{i}]") for i, a in enumerate(_list(doc, "actions", "$")))
+    kept = tuple(
+        Kept(
+            repository=_text(k, "repository", f"$.kept[{i}]"),
+            digest=_text(k, "digest", f"$.kept[{i}]"),
+            tags=_texts(k, "tags", f"$.kept[{i}]"),
+            reasons=_texts(k, "reasons", f"$.kept[{i}]"),
+        )
+        for i, k in enumerate(_list(doc, "kept", "$"))
+    )
+    summaries = tuple(
+        _summary(r, f"$.repositories[{i}]") for i, r in enumerate(_list(doc, "repositories", "$"))
+    )
+    max_deletes = doc.get("max_deletes")
+    if max_deletes is not None and (type(max_deletes) is not int or max_deletes < 0):
+        raise _Bad("$.max_deletes", "expected a non-negative integer or null")
+    registry = doc.get("registry")
+    if registry is not None and not isinstance(registry, str):
+        raise _Bad("$.registry", "expected a string or null")
+    plan = Plan(
+        registry=registry,
+        now=_time(doc, "now", "$"),
+        policy_sha256=_text(doc, "policy_sha256", "$"),
+        max_deletes=max_deletes,
+        actions=actions,
+        kept=kept,
+        untouched=(),
+        repositories=summaries,
+        taken_at=_time(doc, "taken_at", "$") if doc.get("taken_at") is not None else None,
+    )
+    if plan.over_limit != doc.get("over_limit"):
+        raise _Bad("$.over_limit", "does not agree with the plan's deletions and max_deletes")
+    return plan
+
+
+def _action(raw: Any, where: str) -> Action:
+    if not isinstance(raw, dict):
+        raise _Bad(where, "expected an object")
+    op = raw.get("op")
+    repository = _text(raw, "repository", where)
+    digest = _text(raw, "digest", where)
+    reasons = _texts(raw, "reasons", where)
+    if op == Op.DELETE_MANIFEST:
+        cascade = raw.get("cascade_from")
+        if cascade is not None and not isinstance(cascade, str):
+            raise _Bad(f"{where}.cascade_from", "expected a digest or null")
+        size = raw.get("size_bytes")
+        if size is not None and (type(size) is not int or size < 0):
+            raise _Bad(f"{where}.size_bytes", "expected a non-negative integer or null")
+        return DeleteManifest(
+            repository=repository,
+            digest=digest,
+            tags=_texts(raw, "tags", where),
+            reasons=reasons,
+            updated_at=_time(raw, "updated_at", where),
+            size_bytes=size,
+            unlock_first=_bool(raw, "unlock_first", where),
+            cascade_from=cascade,
+            after=_texts(raw, "after", where),
+        )
+    if op == Op.SET_MANIFEST_PROPERTIES:
+        return SetManifestProperties(
+            repository=repository,
+            digest=digest,
+            set=_changes(raw, where),
+            reasons=reasons,
+            tags=_texts(raw, "tags", where),
+        )
+    if op == Op.SET_TAG_PROPERTIES:
+        return SetTagProperties(
+            repository=repository,
+            tag=_text(raw, "tag", where),
+            digest=digest,
+            set=_changes(raw, where),
+            reasons=reasons,
+        )
+    raise _Bad(f"{where}.op", f"unknown operation {op!r}")
+
+
+def _changes(raw: dict[str, Any], where: str) -> tuple[tuple[Property, bool], ...]:
+    value = raw.get("set")
+    if not isinstance(value, dict) or not value:
+        raise _Bad(f"{where}.set", "expected a non-empty object of properties")
+    changes = []
+    for key, flag in value.items():
+        try:
+            prop = Property(key)
+        except ValueError:
+            raise _Bad(f"{where}.set.{key}", "unknown property") from None
+        if type(flag) is not bool:
+            raise _Bad(f"{where}.set.{key}", "expected true or false")
+        changes.append((prop, flag))
+    return tuple(sorted(changes, key=lambda change: list(Property).index(change[0])))
+
+
+def _summary(raw: Any, where: str) -> RepositorySummary:
+    if not isinstance(raw, dict):
+        raise _Bad(where, "expected an object")
+    counts = {}
+    for key in (
+        "manifests",
+        "delete_manifests",
+        "set_manifest_properties",
+        "set_tag_properties",
+        "kept",
+        "untouched",
+        "bytes_upper_bound",
+    ):
+        value = raw.get(key)
+        if type(value) is not int or value < 0:
+            raise _Bad(f"{where}.{key}", "expected a non-negative integer")
+        counts[key] = value
+    return RepositorySummary(name=_text(raw, "name", where), **counts)
+
+
+def _list(raw: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = raw.get(key)
+    if not isinstance(value, list):
+        raise _Bad(f"{where}.{key}", "expected a list")
+    return value
+
+
+def _text(raw: dict[str, Any], key: str, where: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str):
+        raise _Bad(f"{where}.{key}", "expected a string")
+    return value
+
+
+def _texts(raw: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Bad(f"{where}.{key}", "expected a list of strings")
+    return tuple(value)
+
+
+def _bool(raw: dict[str, Any], key: str, where: str) -> bool:
+    value = raw.get(key, False)
+    if type(value) is not bool:
+        raise _Bad(f"{where}.{key}", "expected true or false")
+    return value
+
+
+def _time(raw: dict[str, Any], key: str, where: str) -> Any:
+    try:
+        return parse_time(_text(raw, key, where))
+    except ValueError as exc:
+        raise _Bad(f"{where}.{key}", str(exc)) from None
