@@ -253,7 +253,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     else:
         connection = _connection(args, fallback=policy.registry)
         plan = plan_from_registry(
-            policy, connection, now=now, max_deletes=args.max_deletes, repositories=args.repository
+            policy,
+            connection,
+            now=now,
+            taken_at=datetime.now(UTC),
+            max_deletes=args.max_deletes,
+            repositories=args.repository,
         )
     summary = plan.summary()
     log.info(

@@ -51,17 +51,22 @@ def plan_from_registry(
     connection: Connection,
     *,
     now: datetime,
+    taken_at: datetime,
     max_deletes: int | None = None,
     repositories: Sequence[str] = (),
 ) -> Plan:
-    """Plan a live registry, one repository at a time, reading only what this policy needs."""
+    """Plan a live registry, one repository at a time, reading only what this policy needs.
+
+    `now` is what ages are measured from (it may be a `--now` override); `taken_at`
+    is when the inventory started, which is what a saved plan's age counts from.
+    """
     stream = iter_registry(connection, PolicyNeeds(policy, now), repositories=repositories)
     gc.disable()  # as in plan_from_snapshot
     try:
         plan = make_plan(policy, stream, now=now, max_deletes=max_deletes)
     finally:
         gc.enable()
-    return replace(plan, registry=connection.target.login_server, taken_at=now)
+    return replace(plan, registry=connection.target.login_server, taken_at=taken_at)
 
 
 def snapshot_registry(
