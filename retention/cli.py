@@ -12,11 +12,14 @@ import os
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retention import __version__, logs, registry
+from retention.apply import Budgets, check_saved_plan, confirm, run_apply
 from retention.errors import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -27,9 +30,12 @@ from retention.errors import (
     RetentionError,
     UsageError,
 )
+from retention.matchers import GrammarError, parse_duration
 from retention.pipeline import plan_from_registry, plan_from_snapshot, snapshot_registry
 from retention.plan import iter_plan_json
+from retention.planfile import load_plan
 from retention.policyload import format_report, load_policy, validate
+from retention.ratelimit import SKU_LIMITS
 from retention.registry import DEFAULT_AUDIENCE, Connection, RegistryTarget
 from retention.render import render_markdown, render_text
 from retention.timefmt import parse_time
@@ -151,6 +157,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="color the text format (auto: on a terminal, unless NO_COLOR is set)",
     )
 
+    apply = commands.add_parser(
+        "apply",
+        help="plan (or load a saved plan) and execute it: deletes and property changes",
+        description="Execute a plan against a live registry: the same plan `plan` shows. On a terminal "
+        "it asks for confirmation; elsewhere it refuses without --yes. A plan over max_deletes executes "
+        "nothing.",
+    )
+    apply.add_argument(
+        "--policy",
+        action="append",
+        metavar="POLICY",
+        help="policy file or directory (repeatable; default $ACR_RETENTION_POLICY); not needed with --plan",
+    )
+    apply.add_argument(
+        "--registry",
+        metavar="REGISTRY",
+        help="login server or https URL; default: $ACR_RETENTION_REGISTRY, then the policy's registry",
+    )
+    apply.add_argument("--plan", metavar="FILE", help="execute this saved plan (from plan --save-plan)")
+    apply.add_argument(
+        "--max-plan-age",
+        type=_duration,
+        default="1h",
+        metavar="DURATION",
+        help="refuse a saved plan whose inventory is older than this (default 1h)",
+    )
+    apply.add_argument("--yes", action="store_true", help="do not ask; needed when stdin is not a terminal")
+    apply.add_argument(
+        "--now", type=_rfc3339, metavar="TIME", help="as for plan: ages are measured from TIME"
+    )
+    apply.add_argument(
+        "--max-deletes",
+        type=_non_negative,
+        metavar="N",
+        help="refuse (exit 3, nothing executed) a plan deleting more than N manifests",
+    )
+    apply.add_argument(
+        "--report", metavar="FILE", help="write the audit report (JSON lines) here; default stdout"
+    )
+    apply.add_argument(
+        "--sku",
+        choices=sorted(SKU_LIMITS),
+        default="standard",
+        help="request budgets start at half this SKU's documented per-identity limits (default standard)",
+    )
+    apply.add_argument("--max-deletes-per-minute", type=_positive, metavar="N", help="DELETE budget")
+    apply.add_argument("--max-writes-per-minute", type=_positive, metavar="N", help="PATCH budget (locks)")
+    apply.add_argument("--max-reads-per-minute", type=_positive, metavar="N", help="GET budget (listings)")
+    _add_registry_options(apply)
+
     snap = commands.add_parser(
         "snapshot",
         help="record a live registry's inventory as a snapshot file",
@@ -217,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_validate(args.policies)
         if args.command == "snapshot":
             return _cmd_snapshot(args)
+        if args.command == "apply":
+            return _cmd_apply(args)
         return _cmd_plan(args)
     except PolicyError as exc:
         sys.stderr.write(format_report(list(exc.problems)))
@@ -286,6 +344,67 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.detailed_exitcode and not plan.is_empty:
         return EXIT_CHANGES
     return EXIT_OK
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    started = datetime.now(UTC)
+    if args.plan:
+        policy_registry = None
+        plan = load_plan(args.plan)
+        connection = _connection(args, fallback=plan.registry)
+        check_saved_plan(
+            plan, login_server=connection.target.login_server, max_age=args.max_plan_age, now=started
+        )
+    else:
+        paths = args.policy or (
+            [os.environ["ACR_RETENTION_POLICY"]] if "ACR_RETENTION_POLICY" in os.environ else []
+        )
+        if not paths:
+            raise UsageError("apply needs --policy (or $ACR_RETENTION_POLICY) or --plan FILE")
+        policy = load_policy(paths)
+        policy_registry = policy.registry
+        connection = _connection(args, fallback=policy_registry)
+        plan = plan_from_registry(
+            policy,
+            connection,
+            now=args.now or started,
+            taken_at=started,
+            max_deletes=args.max_deletes,
+            repositories=args.repository,
+        )
+    if args.max_deletes is not None:
+        limits = [x for x in (plan.max_deletes, args.max_deletes) if x is not None]
+        plan = replace(plan, max_deletes=min(limits))
+    sys.stdout.write(render_text(plan))
+    sys.stdout.flush()
+    if plan.is_empty:
+        return EXIT_OK
+    if not plan.over_limit and not confirm(plan, assume_yes=args.yes, stdin=sys.stdin, stderr=sys.stderr):
+        sys.stderr.write(f"{PROG}: not applied\n")
+        return EXIT_ERROR
+    budgets = Budgets.for_sku(
+        args.sku,
+        deletes=args.max_deletes_per_minute,
+        writes=args.max_writes_per_minute,
+        reads=args.max_reads_per_minute,
+    )
+    run = partial(
+        run_apply, plan, connection, budgets=budgets, concurrency=args.concurrency, stderr=sys.stderr
+    )
+    if not args.report:
+        return run(report=sys.stdout)
+    try:
+        with Path(args.report).open("w", encoding="utf-8") as report:
+            return run(report=report)
+    except OSError as exc:
+        raise RetentionError(f"cannot write {args.report}: {exc.strerror or exc}") from None
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except GrammarError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cmd_snapshot(args: argparse.Namespace) -> int:

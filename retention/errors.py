@@ -63,3 +63,22 @@ class SnapshotError(RetentionError):
 
 class PlanningError(RetentionError):
     """The policy cannot be applied to this inventory (for example two lock rules disagree)."""
+
+
+class AccessDeniedError(RetentionError):
+    """401/403 on a write: the identity lacks a right. The run stops at once."""
+
+
+class WriteFailedError(Exception):
+    """One write failed; `retryable` says whether trying again may help, `retry_after` when.
+
+    Not a RetentionError: the executor records it against its action and goes on.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None, retryable: bool, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after

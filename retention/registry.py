@@ -21,18 +21,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import queue
 import random
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import structlog
 from azure.containerregistry import ArtifactManifestOrder, DigestValidationError
 from azure.containerregistry.aio import ContainerRegistryClient
+from azure.core.credentials import AccessToken
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -44,17 +46,17 @@ from azure.core.pipeline.policies import AsyncHTTPPolicy, AsyncRetryPolicy
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import HttpRequest
 
-from retention.errors import RetentionError
+from retention.errors import AccessDeniedError, RetentionError, WriteFailedError
 from retention.inventory import INDEX_MEDIA_TYPES, Manifest, Repository, Tag
 from retention.matchers import compile_globs
+from retention.needs import Needs
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.core.pipeline import PipelineRequest, PipelineResponse
 
-    from retention.needs import Needs
 
 DEFAULT_AUDIENCE = "https://containerregistry.azure.net"
 PAGE_SIZE = 1000  # the largest page ACR serves (Azure/acr#749); fewer pages, fewer requests
@@ -62,6 +64,7 @@ _REFRESH_MARGIN_S = 300  # renew tokens this long before they expire
 _DEFAULT_TOKEN_LIFETIME_S = 600  # for a token whose expiry cannot be read: renew early, a 401 also renews
 
 log = structlog.get_logger("acr-retention")
+_T = TypeVar("_T")
 
 
 class RegistryError(RetentionError):
@@ -550,8 +553,134 @@ def iter_registry(
                 worker.join(timeout=0.1)
 
 
+ACCESS_TOKEN_VARIABLE = "ACR_RETENTION_ACCESS_TOKEN"  # noqa: S105 - the variable's name, not a secret
+
+
+class StaticTokenCredential:
+    """An Entra ID access token handed in from outside (a CI system's step, `az account
+    get-access-token`): used as is until it expires; nothing can renew it."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        del scopes, kwargs
+        expires = _jwt_expiry(self._token) or time.time() + _DEFAULT_TOKEN_LIFETIME_S
+        return AccessToken(self._token, int(expires))
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
 def default_credential() -> AsyncTokenCredential:
-    """`DefaultAzureCredential`: workload identity, managed identity, environment, Azure CLI."""
+    """A token from $ACR_RETENTION_ACCESS_TOKEN if set, else `DefaultAzureCredential`
+    (workload identity, managed identity, environment service principal, Azure CLI)."""
+    token = os.environ.get(ACCESS_TOKEN_VARIABLE)
+    if token:
+        return cast("AsyncTokenCredential", StaticTokenCredential(token))
     from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - only live commands need it
 
     return DefaultAzureCredential()
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+class _DriftNeeds(Needs):
+    """What the drift guard reads: every manifest with its tag attributes, no content."""
+
+    def tag_details(self, repository: str, manifest: Manifest) -> bool:
+        del repository
+        return bool(manifest.tags)
+
+    def content(self, repository: str, manifest: Manifest) -> bool:
+        del repository, manifest
+        return False
+
+
+class RegistryWriter:
+    """Deletes and property changes through the SDK, one call each, errors mapped to ours.
+
+    The executor retries (it must see each 429 to slow down), so the SDK's own
+    retries of throttled and failed answers are switched off here; its retries
+    of broken connections stay.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        cache = TokenCache(connection.target, connection.credential, connection.audience)
+        self.client = ContainerRegistryClient(
+            connection.target.endpoint,
+            connection.credential,
+            audience=connection.audience,
+            per_call_policies=[cache],
+            retry_policy=AsyncRetryPolicy(retry_total=3, retry_status=0, retry_backoff_factor=0.5),
+            transport=AioHttpTransport(),
+        )
+        cache.client = self.client
+
+    async def __aenter__(self) -> Self:
+        await self.client.__aenter__()  # type: ignore[no-untyped-call]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.__aexit__(*exc)  # type: ignore[no-untyped-call]
+
+    async def current(self, repository: str) -> Repository | None:
+        """The repository as it is now (None when it is gone): one listing, plus its tags."""
+        try:
+            return await self._call(read_repository(self.client, repository, _DriftNeeds()))
+        except _RepositoryGone:
+            return None
+
+    async def delete_manifest(self, repository: str, digest: str) -> None:
+        # 202, or 404 (already gone), both taken as done by the SDK.
+        await self._call(self.client.delete_manifest(repository, digest))
+
+    async def set_manifest_properties(self, repository: str, digest: str, changes: dict[str, bool]) -> None:
+        await self._call(self.client.update_manifest_properties(repository, digest, **changes))
+
+    async def set_tag_properties(self, repository: str, tag: str, changes: dict[str, bool]) -> None:
+        await self._call(self.client.update_tag_properties(repository, tag, **changes))
+
+    async def _call(self, call: Awaitable[_T]) -> _T:
+        try:
+            return await call
+        except ClientAuthenticationError as exc:
+            raise AccessDeniedError(
+                f"registry {self.connection.target.login_server}: access denied: {_first_line(exc)}"
+            ) from None
+        except ResourceNotFoundError:
+            raise
+        except HttpResponseError as exc:
+            status = exc.status_code
+            if status == 403:  # noqa: PLR2004
+                raise AccessDeniedError(
+                    f"registry {self.connection.target.login_server}: access denied: {_first_line(exc)}"
+                ) from None
+            retry_after = _retry_after(exc)
+            retryable = status in (408, 429, 500, 502, 503, 504) or retry_after is not None
+            raise WriteFailedError(
+                f"{status} {_first_line(exc)}", status=status, retryable=retryable, retry_after=retry_after
+            ) from None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise WriteFailedError(
+                f"connection failed: {_first_line(exc)}", status=None, retryable=True
+            ) from None
+
+
+def _retry_after(exc: HttpResponseError) -> float | None:
+    headers = getattr(exc.response, "headers", None) or {}
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -242,3 +242,12 @@ def test_access_tokens_expiring_during_the_run_are_renewed(
     assert json.loads(out)["actions"] == offline_plan(emulator)["actions"]
     # Renewed as they expire, not before every request.
     assert emulator.counters.count(operation="token") < emulator.counters.phases().get("authorized", 0)
+
+
+def test_content_addressed_seeding_keeps_the_registry_meaning(emulator: Emulator) -> None:
+    """Renamed to their content's digests (signature tags included), the example plans the same."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    policy = load_policy(["policies/combined"])
+    renamed = make_plan(policy, emulator.dump().repositories, now=parse_time(NOW))
+    original = make_plan(policy, load_snapshot(ROOT_EXAMPLE).repositories, now=parse_time(NOW))
+    assert renamed.summary() == original.summary()

@@ -9,6 +9,7 @@ DigestValidationError on seeded manifests; manifests pushed through the API are 
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -108,7 +109,22 @@ def _addressed(repository: Repository) -> tuple[list[Manifest], dict[str, Synthe
         return new
 
     manifests = [served[address(m.digest)] for m in repository.manifests]
+    # cosign's tag scheme names the subject's digest (`sha256-<hex>.sig`): it follows the rename.
+    manifests = [replace(m, tags=tuple(_renamed_tag(t, renamed) for t in m.tags)) for m in manifests]
     return manifests, contents, renamed
+
+
+_SCHEME_TAG = re.compile(r"(sha256|sha384|sha512|blake3)-([0-9a-f]+)((?:\.[A-Za-z0-9_.-]+)?)")
+
+
+def _renamed_tag(tag: Tag, renamed: dict[str, str]) -> Tag:
+    match = _SCHEME_TAG.fullmatch(tag.name)
+    if match is None:
+        return tag
+    new = renamed.get(f"{match.group(1)}:{match.group(2)}")
+    if new is None:
+        return tag
+    return replace(tag, name=new.replace(":", "-", 1) + match.group(3))
 
 
 def _seed_repository(

@@ -1,0 +1,218 @@
+"""The `apply` command: check the plan may run, confirm, execute it, and account for every action.
+
+Wiring only: the decisions were made by the planner, the writes are made by
+the executor through the registry adapter. This module checks the plan's
+registry, age and delete limit, asks for confirmation, installs the signal
+handlers, writes the audit report and the final summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING
+
+from retention import logs
+from retention.errors import EXIT_ERROR, EXIT_OK, EXIT_OVER_LIMIT, AccessDeniedError, RetentionError
+from retention.executor import Execution, Limits, Outcome, Record, execute
+from retention.plan import DeleteManifest
+from retention.ratelimit import SKU_LIMITS, AdaptiveLimiter, OperationClass
+from retention.registry import RegistryWriter
+from retention.render import human_bytes
+from retention.timefmt import format_time
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime, timedelta
+
+    from retention.plan import Plan
+    from retention.registry import Connection
+
+# The documented limits are per identity; other clients (CI pushes, kubelets pulling) share them.
+BUDGET_SHARE = 0.5
+EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_REDRAW_S = 0.1  # a progress line redrawn more often only flickers
+
+
+class PlanRefusedError(RetentionError):
+    """A saved plan that must not run here: another registry, or too old."""
+
+
+@dataclass(frozen=True)
+class Budgets:
+    per_minute: dict[OperationClass, float]
+
+    @classmethod
+    def for_sku(
+        cls, sku: str, *, deletes: float | None, writes: float | None, reads: float | None
+    ) -> Budgets:
+        given = {OperationClass.DELETE: deletes, OperationClass.WRITE: writes, OperationClass.READ: reads}
+        return cls(
+            per_minute={
+                op: limit * BUDGET_SHARE if given[op] is None else float(given[op] or 0)
+                for op, limit in SKU_LIMITS[sku].items()
+            }
+        )
+
+
+def check_saved_plan(plan: Plan, *, login_server: str, max_age: timedelta, now: datetime) -> None:
+    """Refuse a saved plan made for another registry, or from an inventory older than `max_age`."""
+    if plan.registry is None or plan.registry.lower() != login_server.lower():
+        raise PlanRefusedError(f"the plan is for registry {plan.registry}, not {login_server}; refusing it")
+    if plan.taken_at is None:
+        raise PlanRefusedError("the plan does not say when its inventory was taken; make a new plan")
+    age = now - plan.taken_at
+    if age > max_age:
+        raise PlanRefusedError(
+            f"the plan's inventory is {_duration(age)} old (taken {format_time(plan.taken_at)}), more than"
+            f" --max-plan-age {_duration(max_age)}; make a new plan"
+        )
+
+
+def _duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def confirm(plan: Plan, *, assume_yes: bool, stdin: IO[str], stderr: IO[str]) -> bool:
+    """--yes, or a "yes" typed at a terminal; anything else refuses (nothing runs unattended by accident)."""
+    if assume_yes:
+        return True
+    if not stdin.isatty():
+        raise RetentionError("refusing to apply without --yes: standard input is not a terminal")
+    deletes = plan.delete_count
+    changes = len(plan.actions) - deletes
+    stderr.write(
+        f"Apply to {plan.registry}: delete {deletes} manifests"
+        f" (≤ {human_bytes(plan.bytes_upper_bound)}, upper bound) and make {changes} property changes?"
+        " Type 'yes' to continue: "
+    )
+    stderr.flush()
+    return stdin.readline().strip().lower() == "yes"
+
+
+class Progress:
+    """One updating line on a terminal's stderr; nothing anywhere else."""
+
+    def __init__(self, total: int, stream: IO[str]) -> None:
+        self.total = total
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.counts: Counter[str] = Counter()
+        self._shown = 0.0
+
+    def update(self, record: Record) -> None:
+        self.counts[record.outcome] += 1
+        now = time.monotonic()
+        finished = sum(self.counts.values())
+        if self.enabled and (now - self._shown > _REDRAW_S or finished == self.total):
+            self._shown = now
+            width = 30
+            filled = width * finished // max(1, self.total)
+            parts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(self.counts.items()))
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {finished}/{self.total}  {parts}\x1b[K"
+            )
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run_apply(
+    plan: Plan,
+    connection: Connection,
+    *,
+    budgets: Budgets,
+    concurrency: int,
+    report: IO[str],
+    stderr: IO[str],
+) -> int:
+    """Execute a confirmed plan; returns the exit code. The plan has passed every check."""
+    log = logs.get_logger()
+    if plan.over_limit:
+        stderr.write(
+            f"acr-retention: refusing to apply: the plan deletes {plan.delete_count} manifests, more than"
+            f" max_deletes {plan.max_deletes}; nothing was changed\n"
+        )
+        return EXIT_OVER_LIMIT
+    progress = Progress(len(plan.actions), stderr)
+
+    def write(record: Record) -> None:
+        # One line per action, flushed: a run killed half-way leaves an honest partial report.
+        report.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+        report.flush()
+        progress.update(record)
+
+    started = time.monotonic()
+    limiters = {op: AdaptiveLimiter(per_minute=rate) for op, rate in budgets.per_minute.items()}
+    outcome = asyncio.run(_run(plan, connection, Limits(limiters=limiters, concurrency=concurrency), write))
+    progress.close()
+    records, signal_seen, denied = outcome
+    counts = Counter(r.outcome for r in records)
+    deleted = [r for r in records if isinstance(r.action, DeleteManifest) and r.outcome is Outcome.DONE]
+    freed = sum(r.action.size_bytes or 0 for r in deleted if isinstance(r.action, DeleteManifest))
+    throttled = sum(limiter.throttled_count for limiter in limiters.values())
+    duration = time.monotonic() - started
+    log.info(
+        "apply_finished",
+        registry=plan.registry,
+        **{str(k).replace("-", "_"): v for k, v in sorted(counts.items())},
+        deleted_manifests=len(deleted),
+        bytes_upper_bound=freed,
+        throttled=throttled,
+        duration_s=round(duration, 3),
+    )
+    changed = counts[Outcome.DONE] - len(deleted)
+    stderr.write(
+        f"Applied: {len(deleted)} manifests deleted (≤ {human_bytes(freed)} freed, upper bound),"
+        f" {changed} property changes, {counts[Outcome.ALREADY_GONE]} already gone,"
+        f" {counts[Outcome.DRIFTED]} drifted,"
+        f" {counts[Outcome.FAILED]} failed, {counts[Outcome.SKIPPED]} skipped; {throttled} throttled answers;"
+        f" {duration:.1f} s.\n"
+    )
+    if denied is not None:
+        stderr.write(f"acr-retention: error: {denied}\n")
+        return EXIT_ERROR
+    if signal_seen is not None:
+        stderr.write(
+            f"acr-retention: stopped by {signal.Signals(signal_seen).name}; the report lists what ran\n"
+        )
+        return EXIT_INTERRUPTED.get(signal.Signals(signal_seen), EXIT_ERROR)
+    return EXIT_ERROR if counts[Outcome.FAILED] else EXIT_OK
+
+
+async def _run(
+    plan: Plan, connection: Connection, limits: Limits, write: Callable[[Record], None]
+) -> tuple[list[Record], int | None, AccessDeniedError | None]:
+    stop = asyncio.Event()
+    seen: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def interrupted(signum: int) -> None:
+        # Stop starting new actions; those in flight finish and are recorded.
+        seen.append(signum)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, interrupted, signum)
+    try:
+        async with RegistryWriter(connection) as writer:
+            execution = Execution(writer=writer, limits=limits, report=write, stop=stop)
+            try:
+                records = await execute(plan, execution)
+            except AccessDeniedError as exc:
+                return execution.records, None, exc
+            return records, (seen[0] if seen else None), None
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        if connection.credential is not None and hasattr(connection.credential, "close"):
+            await connection.credential.close()

@@ -1,0 +1,365 @@
+"""`apply` against the emulator through the real SDK: the registry ends exactly as the plan said."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+from azure.containerregistry import ContainerRegistryClient
+
+from retention import registry
+from retention.cli import main
+from retention.inventory import Inventory, Manifest, Property, Repository
+from retention.plan import DeleteManifest, Plan, SetManifestProperties, SetTagProperties
+from retention.planner import make_plan
+from retention.policyload import load_policy
+from retention.timefmt import parse_time
+from tests.emulator import AsyncFakeCredential, FakeCredential
+
+if TYPE_CHECKING:
+    from tests.emulator import Emulator
+
+EXAMPLE = "examples/snapshot.json"
+POLICY = "policies/combined"
+NOW = "2026-11-26T00:00:00Z"
+
+
+@pytest.fixture
+def credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "default_credential", lambda: AsyncFakeCredential("aad-token"))
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def expected_after(before: Inventory, plan: Plan) -> list[Repository]:
+    """The registry as the plan promises it: deletions gone (with their tags), changes made."""
+    deleted = {(a.repository, a.digest) for a in plan.actions if isinstance(a, DeleteManifest)}
+    manifest_sets = {
+        (a.repository, a.digest): a.set for a in plan.actions if isinstance(a, SetManifestProperties)
+    }
+    tag_sets = {(a.repository, a.tag): a.set for a in plan.actions if isinstance(a, SetTagProperties)}
+
+    def attributes(changes: tuple[tuple[Property, bool], ...]) -> dict[str, Any]:
+        return {prop.attribute: value for prop, value in changes}
+
+    def changed(name: str, m: Manifest) -> Manifest:
+        tags = tuple(replace(t, **attributes(tag_sets.get((name, t.name), ()))) for t in m.tags)
+        return replace(m, tags=tags, **attributes(manifest_sets.get((name, m.digest), ())))
+
+    result = []
+    for repo in before.repositories:
+        left = tuple(changed(repo.name, m) for m in repo.manifests if (repo.name, m.digest) not in deleted)
+        if left:  # ACR drops a repository with its last manifest
+            result.append(Repository(repo.name, left))
+    return result
+
+
+def comparable(repositories: tuple[Repository, ...] | list[Repository]) -> list[Any]:
+    """Registry state without timestamps that writes legitimately move (tag times on PATCH)."""
+    return [
+        (
+            r.name,
+            [
+                (
+                    m.digest,
+                    m.can_delete,
+                    m.can_write,
+                    m.can_read,
+                    m.can_list,
+                    [(t.name, t.can_delete, t.can_write) for t in m.tags],
+                )
+                for m in sorted(r.manifests, key=lambda m: m.digest)
+            ],
+        )
+        for r in repositories
+    ]
+
+
+def offline_plan(inventory: Inventory, policy: str = POLICY) -> Plan:
+    return make_plan(load_policy([policy]), inventory.repositories, now=parse_time(NOW))
+
+
+# Budgets far above the emulator's (unthrottled) capacity: these tests are about outcomes, not pacing.
+FAST = [
+    "--max-deletes-per-minute",
+    "600000",
+    "--max-writes-per-minute",
+    "600000",
+    "--max-reads-per-minute",
+    "600000",
+]
+
+
+def apply_args(emulator: Emulator, *extra: str) -> list[str]:
+    return ["apply", "--registry", emulator.endpoint, "--now", NOW, *FAST, *extra]
+
+
+def records(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_apply_leaves_exactly_what_the_plan_promised(
+    emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deletions gone (children and signatures with their parents), locks set, nothing else touched."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    before = emulator.dump()
+    plan = offline_plan(before)
+    report = tmp_path / "report.jsonl"
+    code, out, err = run(
+        [*apply_args(emulator, "--policy", POLICY, "--yes", "--report", str(report))], capsys
+    )
+    assert code == 0, err
+    assert out.splitlines()[-1].startswith("Plan: 48 manifests to delete")
+    assert comparable(emulator.dump().repositories) == comparable(expected_after(before, plan))
+    outcomes = [(r["op"], r["outcome"]) for r in records(report.read_text())]
+    assert len(outcomes) == len(plan.actions)
+    assert {o for _, o in outcomes} == {"done"}
+    assert "Applied: 48 manifests deleted" in err
+    # Applying the same policy again finds nothing to do.
+    code, out, err = run([*apply_args(emulator, "--policy", POLICY, "--yes")], capsys)
+    assert code == 0, err
+    assert out.splitlines()[-1].startswith("No changes.")
+
+
+def test_apply_under_throttling_errors_and_resets_ends_the_same(
+    emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A storm of 429s, 503s and dropped connections slows apply down but changes nothing in its result."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    before = emulator.dump()
+    plan = offline_plan(before)
+    emulator.faults.script(status=429, method="DELETE", times=6, retry_after=0.05)
+    emulator.faults.script(status=503, method="PATCH", times=3)
+    emulator.faults.script(status="reset", method="DELETE", times=2)
+    emulator.faults.script(status="reset", method="DELETE", times=1, after=True)  # deleted, answer lost
+    code, _, err = run([*apply_args(emulator, "--policy", POLICY, "--yes", "--report", os.devnull)], capsys)
+    assert code == 0, err
+    assert comparable(emulator.dump().repositories) == comparable(expected_after(before, plan))
+    assert emulator.counters.count(status=429) == 6
+
+
+def test_drift_between_plan_and_apply_is_skipped(
+    emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A manifest that gained a tag, got locked, or vanished since the plan is left alone and reported."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    saved = tmp_path / "plan.json"
+    code, _, err = run(
+        [
+            "plan",
+            "--policy",
+            POLICY,
+            "--registry",
+            emulator.endpoint,
+            "--now",
+            NOW,
+            "--save-plan",
+            str(saved),
+            "--out",
+            str(tmp_path / "plan.txt"),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    plan_doc = json.loads(saved.read_text())
+    deletes = [a for a in plan_doc["actions"] if a["op"] == "delete_manifest" and a["cascade_from"] is None]
+    tagged, locked, vanished = deletes[0], deletes[1], deletes[2]
+    # Someone else acts on the registry meanwhile: pushes a tag (the exact bytes, as `docker push`
+    # of the same image would), locks one manifest, deletes another.
+    emulator.add_basic_user(
+        "ci", "secret", roles={"pull", "push", "metadata_read", "metadata_write", "delete"}
+    )
+    auth = ("ci", "secret")
+    base = f"{emulator.endpoint}/v2/{tagged['repository']}/manifests"
+    body = requests.get(f"{base}/{tagged['digest']}", auth=auth, timeout=10, headers={"Accept": "*/*"})
+    pushed = requests.put(
+        f"{base}/hotfix-keep",
+        data=body.content,
+        auth=auth,
+        timeout=10,
+        headers={"Content-Type": body.headers["Content-Type"]},
+    )
+    assert pushed.status_code == 201
+    with ContainerRegistryClient(emulator.endpoint, FakeCredential("someone-else")) as client:
+        client.update_manifest_properties(locked["repository"], locked["digest"], can_delete=False)
+        client.delete_manifest(vanished["repository"], vanished["digest"])
+    report = tmp_path / "report.jsonl"
+    code, _, err = run(
+        [*apply_args(emulator, "--plan", str(saved), "--yes", "--report", str(report))], capsys
+    )
+    assert code == 0, err
+    by_digest = {r["digest"]: r for r in records(report.read_text()) if r["op"] == "delete_manifest"}
+    assert by_digest[tagged["digest"]]["outcome"] == "drifted"
+    assert "hotfix-keep" in by_digest[tagged["digest"]]["detail"]
+    assert by_digest[locked["digest"]]["outcome"] == "drifted"
+    assert by_digest[vanished["digest"]]["outcome"] == "already-gone"
+    remaining = {m.digest for r in emulator.dump().repositories for m in r.manifests}
+    assert {tagged["digest"], locked["digest"]} <= remaining
+    # Their cascades stay with them: a child is never deleted while its parent stays.
+    for record in by_digest.values():
+        if record["cascade_from"] in (tagged["digest"], locked["digest"]):
+            assert record["outcome"] == "skipped"
+            assert record["digest"] in remaining
+
+
+def test_include_locked_unlocks_then_deletes_only_what_it_planned(
+    emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With include_locked, locked manifests and tags are unlocked and deleted; others stay locked."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    for part in ("base.yaml", "ci-cleanup.yaml"):
+        text = Path(POLICY, part).read_text()
+        (policy / part).write_text(text.replace("include_locked: false", "include_locked: true"))
+    before = emulator.dump()
+    plan = offline_plan(before, str(policy))
+    assert any(a.unlock_first for a in plan.actions if isinstance(a, DeleteManifest))
+    code, _, err = run(
+        [*apply_args(emulator, "--policy", str(policy), "--yes", "--report", os.devnull)], capsys
+    )
+    assert code == 0, err
+    assert comparable(emulator.dump().repositories) == comparable(expected_after(before, plan))
+
+
+def test_over_the_limit_nothing_is_executed(
+    emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plan deleting more than --max-deletes is shown and refused with exit 3; the registry is untouched."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    before = emulator.dump()
+    code, _, err = run([*apply_args(emulator, "--policy", POLICY, "--yes", "--max-deletes", "10")], capsys)
+    assert code == 3
+    assert "refusing to apply: the plan deletes 48 manifests, more than max_deletes 10" in err
+    assert emulator.dump() == before
+
+
+def test_without_a_terminal_apply_refuses_unless_yes(
+    emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No --yes and no terminal: nothing runs, exit 1, and the message says how to proceed."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    before = emulator.dump()
+    with Path(os.devnull).open() as not_a_terminal:
+        monkeypatch.setattr(sys, "stdin", not_a_terminal)
+        code, _, err = run([*apply_args(emulator, "--policy", POLICY)], capsys)
+    assert code == 1
+    assert "refusing to apply without --yes: standard input is not a terminal" in err
+    assert emulator.dump() == before
+
+
+def test_saved_plan_for_another_registry_or_too_old_is_refused(
+    emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """apply --plan checks the plan's registry and the age of its inventory before anything else."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    from_snapshot = tmp_path / "offline.json"
+    code, _, _ = run(
+        [
+            "plan",
+            "--policy",
+            POLICY,
+            "--snapshot",
+            EXAMPLE,
+            "--now",
+            NOW,
+            "--save-plan",
+            str(from_snapshot),
+            "--out",
+            os.devnull,
+        ],
+        capsys,
+    )
+    assert code == 0
+    code, _, err = run([*apply_args(emulator, "--plan", str(from_snapshot), "--yes")], capsys)
+    assert code == 1
+    assert f"the plan is for registry contoso.azurecr.io, not {emulator.login_server}; refusing it" in err
+    live = tmp_path / "live.json"
+    code, _, _ = run(
+        [
+            "plan",
+            "--policy",
+            POLICY,
+            "--registry",
+            emulator.endpoint,
+            "--now",
+            NOW,
+            "--save-plan",
+            str(live),
+            "--out",
+            os.devnull,
+        ],
+        capsys,
+    )
+    assert code == 0
+    time.sleep(1.1)
+    code, _, err = run([*apply_args(emulator, "--plan", str(live), "--yes", "--max-plan-age", "1s")], capsys)
+    assert code == 1
+    assert "more than --max-plan-age 0m01s; make a new plan" in err
+
+
+def test_access_denied_stops_the_run_at_once(
+    emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An identity that may read but not delete gets one clear error and exit 1; nothing is deleted."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    emulator.auth.strict_identities = True
+    emulator.add_identity("aad-token", roles={"metadata_read", "catalog", "pull"})
+    before = emulator.dump()
+    report = tmp_path / "r.jsonl"
+    code, _, err = run([*apply_args(emulator, "--policy", POLICY, "--yes", "--report", str(report))], capsys)
+    assert code == 1
+    assert f"acr-retention: error: registry {emulator.login_server}: access denied" in err
+    assert {m.digest for r in emulator.dump().repositories for m in r.manifests} == {
+        m.digest for r in before.repositories for m in r.manifests
+    }
+    assert all(r["outcome"] in ("failed", "skipped") for r in records(report.read_text()))
+
+
+def test_kill_9_mid_run_then_a_second_run_converges(emulator: Emulator, tmp_path: Path) -> None:
+    """A run killed with SIGKILL half-way leaves a consistent registry; the next run finishes the job."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    before = emulator.dump()
+    plan = offline_plan(before)
+    emulator.faults.latency_ms = 40
+    env = {**os.environ, registry.ACCESS_TOKEN_VARIABLE: "aad-token", "SSL_CERT_FILE": emulator.ca_file}
+    command = [
+        sys.executable,
+        "-m",
+        "retention",
+        *apply_args(emulator, "--policy", POLICY, "--yes", "--concurrency", "2"),
+    ]
+    report = tmp_path / "first.jsonl"
+    with report.open("w") as out:
+        first = subprocess.Popen(
+            [*command, "--report", str(report)], stdout=out, stderr=subprocess.DEVNULL, env=env
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(report.read_text().splitlines()) < 10:
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    done = len(report.read_text().splitlines())
+    assert 10 <= done < len(plan.actions)
+    emulator.faults.latency_ms = 0
+    second = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert second.returncode == 0, second.stderr
+    assert all(r["outcome"] in ("done", "already-gone") for r in records(second.stdout))
+    got, want = comparable(emulator.dump().repositories), comparable(expected_after(before, plan))
+    flat_got = {(r, m) for r, ms in got for m in map(str, ms)}
+    flat_want = {(r, m) for r, ms in want for m in map(str, ms)}
+    assert flat_got == flat_want, (sorted(flat_got - flat_want), sorted(flat_want - flat_got))
