@@ -147,8 +147,16 @@ def run_apply(
 
     def write(record: Record) -> None:
         # One line per action, flushed: a run killed half-way leaves an honest partial report.
-        report.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+        entry = record.to_json()
+        report.write(json.dumps(entry, ensure_ascii=False) + "\n")
         report.flush()
+        # On a terminal the progress line tells the story; per-action events would tear it apart.
+        emit = log.debug if progress.enabled else log.info
+        emit(
+            "action_finished",
+            **{key: entry[key] for key in ("op", "repository", "digest", "tag", "outcome") if key in entry},
+            **({"detail": record.detail} if record.detail else {}),
+        )
         progress.update(record)
 
     started = time.monotonic()

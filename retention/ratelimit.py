@@ -73,8 +73,9 @@ class AdaptiveLimiter:
                     self._capacity, self._tokens + (now - self._stamp) * self.per_minute / 60.0
                 )
                 self._stamp = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
+                # The tolerance keeps float rounding from asking for ever tinier waits.
+                if self._tokens >= 1.0 - 1e-9:
+                    self._tokens = max(0.0, self._tokens - 1.0)
                     return
                 await self.sleep((1.0 - self._tokens) * 60.0 / self.per_minute)
 
