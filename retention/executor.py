@@ -48,7 +48,7 @@ class Outcome(StrEnum):
 
 class Writer(Protocol):
     async def current(self, repository: str) -> Repository | None: ...
-    async def delete_manifest(self, repository: str, digest: str) -> None: ...
+    async def delete_manifest(self, repository: str, digest: str) -> bool: ...
     async def set_manifest_properties(
         self, repository: str, digest: str, changes: dict[str, bool]
     ) -> None: ...
@@ -248,7 +248,7 @@ async def _delete(action: DeleteManifest, manifest: Manifest, run: Execution) ->
     try:
         if action.unlock_first:
             await _unlock(action, manifest, run, restore)
-        await run.attempt(
+        deleted = await run.attempt(
             OperationClass.DELETE, lambda: writer.delete_manifest(action.repository, action.digest)
         )
     except WriteFailedError as exc:
@@ -261,7 +261,9 @@ async def _delete(action: DeleteManifest, manifest: Manifest, run: Execution) ->
                 detail += f"; restoring its lock failed too: {again}"
         run.record(action, Outcome.FAILED, detail)
         return False
-    run.record(action, Outcome.DONE)
+    # 404: someone else deleted it since the listing, or our own earlier attempt did and its answer
+    # was lost. Either way it is gone, as planned.
+    run.record(action, Outcome.DONE if deleted else Outcome.ALREADY_GONE)
     return True
 
 

@@ -639,9 +639,18 @@ class RegistryWriter:
         except _RepositoryGone:
             return None
 
-    async def delete_manifest(self, repository: str, digest: str) -> None:
-        # 202, or 404 (already gone), both taken as done by the SDK.
-        await self._call(self.client.delete_manifest(repository, digest))
+    async def delete_manifest(self, repository: str, digest: str) -> bool:
+        """True when this call deleted it, False when it was already gone (404)."""
+        statuses: list[int] = []
+        # The SDK takes 202 and 404 alike and returns nothing; its `cls` hook sees the answer.
+        await self._call(
+            self.client.delete_manifest(
+                repository,
+                digest,
+                cls=lambda response, _body, _headers: statuses.append(response.http_response.status_code),
+            )
+        )
+        return statuses != [404]
 
     async def set_manifest_properties(self, repository: str, digest: str, changes: dict[str, bool]) -> None:
         await self._call(self.client.update_manifest_properties(repository, digest, **changes))
