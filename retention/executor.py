@@ -147,9 +147,14 @@ async def execute(plan: Plan, execution: Execution) -> list[Record]:
     by_repository: dict[str, list[Action]] = defaultdict(list)
     for action in plan.actions:
         by_repository[action.repository].append(action)
-    tasks = [
-        asyncio.create_task(_repository(name, actions, execution)) for name, actions in by_repository.items()
-    ]
+    # A repository holds its fresh listing until its actions are done: bound how many are open.
+    open_repositories = asyncio.Semaphore(execution.limits.concurrency)
+
+    async def one(name: str, actions: list[Action]) -> None:
+        async with open_repositories:
+            await _repository(name, actions, execution)
+
+    tasks = [asyncio.create_task(one(name, actions)) for name, actions in by_repository.items()]
     try:
         await asyncio.gather(*tasks)
     except AccessDeniedError:
