@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.emulator import Emulator
+from retention import registry
+from retention.cli import main
+from tests.emulator import AsyncFakeCredential, Emulator
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -27,3 +29,17 @@ def emulator(emulator_server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator_server.ca_file)
     yield emulator_server
     emulator_server.reset()
+
+
+@pytest.fixture
+def credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's DefaultAzureCredential replaced by a fake Entra token source (the emulator
+    accepts any Entra token, as ACR accepts any valid one)."""
+    monkeypatch.setattr(registry, "default_credential", lambda: AsyncFakeCredential("aad-token"))
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """The command line in this process: exit code, stdout, stderr."""
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -13,20 +13,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
 import requests
 from azure.containerregistry import ContainerRegistryClient
 
 from retention import registry
-from retention.cli import main
 from retention.inventory import Inventory, Manifest, Property, Repository
 from retention.plan import DeleteManifest, Plan, SetManifestProperties, SetTagProperties
 from retention.planner import make_plan
 from retention.policyload import load_policy
 from retention.timefmt import parse_time
-from tests.emulator import AsyncFakeCredential, FakeCredential
+from tests.conftest import run_cli
+from tests.emulator import FakeCredential
 
 if TYPE_CHECKING:
+    import pytest
+
     from tests.emulator import Emulator
 
 EXAMPLE = "examples/snapshot.json"
@@ -34,15 +35,7 @@ POLICY = "policies/combined"
 NOW = "2026-11-26T00:00:00Z"
 
 
-@pytest.fixture
-def credential(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "default_credential", lambda: AsyncFakeCredential("aad-token"))
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def expected_after(before: Inventory, plan: Plan) -> list[Repository]:

@@ -9,19 +9,17 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
-from retention import registry
-from retention.cli import main
 from retention.plan import plan_to_json
 from retention.planner import make_plan
 from retention.policyload import load_policy
 from retention.snapshot import load_snapshot
 from retention.timefmt import parse_time
-from tests.emulator import AsyncFakeCredential
+from tests.conftest import run_cli
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import pytest
 
     from tests.emulator import Emulator
 
@@ -29,16 +27,7 @@ ROOT_EXAMPLE = "examples/snapshot.json"
 NOW = "2026-11-26T00:00:00Z"
 
 
-@pytest.fixture
-def credential(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI's DefaultAzureCredential replaced by a fake Entra token source."""
-    monkeypatch.setattr(registry, "default_credential", lambda: AsyncFakeCredential("aad-token"))
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def test_snapshot_of_a_live_registry_equals_what_it_holds(
