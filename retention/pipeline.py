@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from retention.needs import Needs, PolicyNeeds
+from retention.parallel import iter_registry_processes
 from retention.planner import make_plan
 from retention.policy import OrderBy
 from retention.registry import iter_registry
@@ -60,7 +61,7 @@ def plan_from_registry(
     `now` is what ages are measured from (it may be a `--now` override); `taken_at`
     is when the inventory started, which is what a saved plan's age counts from.
     """
-    stream = iter_registry(connection, PolicyNeeds(policy, now), repositories=repositories)
+    stream = _inventory(connection, PolicyNeeds(policy, now), repositories)
     gc.disable()  # as in plan_from_snapshot
     try:
         plan = make_plan(policy, stream, now=now, max_deletes=max_deletes)
@@ -77,9 +78,17 @@ def snapshot_registry(
 
     def counted() -> Iterator[Repository]:
         nonlocal count
-        for repository in iter_registry(connection, Needs(), repositories=repositories):
+        for repository in _inventory(connection, Needs(), repositories):
             count += 1
             yield repository
 
     write_snapshot(handle, registry=connection.target.login_server, taken_at=taken_at, repositories=counted())
     return count
+
+
+def _inventory(connection: Connection, needs: Needs, repositories: Sequence[str]) -> Iterator[Repository]:
+    if connection.processes > 1:
+        return iter_registry_processes(
+            connection, needs, processes=connection.processes, repositories=repositories
+        )
+    return iter_registry(connection, needs, repositories=repositories)

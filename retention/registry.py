@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import queue
@@ -95,7 +96,8 @@ class Connection:
     target: RegistryTarget
     credential: AsyncTokenCredential | None  # None: anonymous
     audience: str = DEFAULT_AUDIENCE
-    concurrency: int = 8
+    concurrency: int = 8  # repositories read at once, per reader process
+    processes: int = 1  # reader processes for the inventory (retention.parallel)
 
 
 # --- authentication ------------------------------------------------------------------------
@@ -370,31 +372,28 @@ async def read_repository(client: ContainerRegistryClient, name: str, needs: Nee
     manifests = {entry.manifest.digest: entry.manifest for entry in listed}
 
     # An index whose references the listing did not carry: its content lists its children.
-    for entry in listed:
-        manifest = entry.manifest
-        if manifest.media_type in INDEX_MEDIA_TYPES and not entry.references_listed:
-            content = await _content(client, name, manifest.digest)
-            references = tuple(
-                str(m["digest"])
-                for m in content.get("manifests", ())
-                if isinstance(m, dict) and m.get("digest")
-            )
-            manifests[manifest.digest] = replace(manifest, references=references)
+    unlisted = [
+        entry.manifest.digest
+        for entry in listed
+        if entry.manifest.media_type in INDEX_MEDIA_TYPES and not entry.references_listed
+    ]
+    for digest, content in zip(unlisted, await _contents(client, name, unlisted), strict=True):
+        references = tuple(
+            str(m["digest"]) for m in content.get("manifests", ()) if isinstance(m, dict) and m.get("digest")
+        )
+        manifests[digest] = replace(manifests[digest], references=references)
 
     # Platform children are never referrers; their content is not worth a request.
     children = {ref for m in manifests.values() for ref in m.references}
-    for digest, manifest in list(manifests.items()):
-        if digest not in children and needs.content(name, manifest):
-            content = await _content(client, name, digest)
-            subject = content.get("subject")
-            artifact_type = content.get("artifactType")
-            manifests[digest] = replace(
-                manifest,
-                subject=str(subject["digest"])
-                if isinstance(subject, dict) and subject.get("digest")
-                else None,
-                artifact_type=artifact_type if isinstance(artifact_type, str) else None,
-            )
+    wanted = [d for d, m in manifests.items() if d not in children and needs.content(name, m)]
+    for digest, content in zip(wanted, await _contents(client, name, wanted), strict=True):
+        subject = content.get("subject")
+        artifact_type = content.get("artifactType")
+        manifests[digest] = replace(
+            manifests[digest],
+            subject=str(subject["digest"]) if isinstance(subject, dict) and subject.get("digest") else None,
+            artifact_type=artifact_type if isinstance(artifact_type, str) else None,
+        )
 
     if any(needs.tag_details(name, m) for m in manifests.values()):
         tags: dict[str, list[Tag]] = {}
@@ -420,6 +419,35 @@ async def read_repository(client: ContainerRegistryClient, name: str, needs: Nee
             merged = tuple(detailed.get(t.name, t) for t in manifest.tags)
             manifests[digest] = replace(manifest, tags=merged)
     return Repository(name=name, manifests=tuple(manifests.values()))
+
+
+# Repositories read ahead of the one the consumer waits for, per reader.
+READ_AHEAD = 4
+
+# Content reads of one repository in flight at once. Each is one small GET; reading them one
+# after another made a repository with many referrers cost a round trip per referrer.
+CONTENT_READS_IN_FLIGHT = 8
+
+
+async def _contents(
+    client: ContainerRegistryClient, name: str, digests: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The content of each digest, in order, a few requests at a time; the first failure cancels the rest."""
+    if not digests:
+        return []
+    gate = asyncio.Semaphore(CONTENT_READS_IN_FLIGHT)
+
+    async def read(digest: str) -> dict[str, Any]:
+        async with gate:
+            return await _content(client, name, digest)
+
+    tasks = [asyncio.create_task(read(digest)) for digest in digests]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _content(client: ContainerRegistryClient, name: str, digest: str) -> dict[str, Any]:
@@ -448,50 +476,115 @@ async def _repository_names(client: ContainerRegistryClient, only: Sequence[str]
     return [n for n in names if pattern is None or pattern.fullmatch(n)]
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A repository left out of the inventory, and why (logged as a warning by whoever yields)."""
+
+    name: str
+    reason: str
+
+
+@contextlib.asynccontextmanager
+async def _registry_errors(connection: Connection) -> AsyncIterator[None]:
+    """The SDK's exceptions for a whole registry, as one line for the user."""
+    try:
+        yield
+    except ClientAuthenticationError as exc:
+        raise RegistryError(_auth_message(connection, exc)) from None
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise RegistryError(
+            f"cannot reach registry {connection.target.login_server}: {_first_line(exc)}"
+        ) from None
+    except HttpResponseError as exc:
+        raise RegistryError(
+            f"registry {connection.target.login_server} answered {exc.status_code}: {_first_line(exc)}"
+        ) from None
+
+
+async def list_names(connection: Connection, needs: Needs, repositories: Sequence[str] = ()) -> list[str]:
+    """The catalog, in the registry's order, narrowed to what `--repository` and `needs` select."""
+    client, _ = open_client(connection)
+    try:
+        async with client, _registry_errors(connection):
+            return [n for n in await _repository_names(client, repositories) if needs.lists(n)]
+    finally:
+        await _close_credential(connection)
+
+
+async def read_shard(
+    connection: Connection, needs: Needs, names: Sequence[str]
+) -> AsyncIterator[Repository | Skipped]:
+    """These repositories, in this order, each read or skipped; for a reader process."""
+    client, cache = open_client(connection)
+    try:
+        async with client, _registry_errors(connection):
+            async for item in _read_names(client, names, needs, connection.concurrency):
+                yield item
+            log.debug("token_requests", count=cache.requests_for_tokens)
+    finally:
+        await _close_credential(connection)
+
+
+async def _close_credential(connection: Connection) -> None:
+    if connection.credential is not None and hasattr(connection.credential, "close"):
+        await connection.credential.close()
+
+
 async def read_registry(
     connection: Connection, needs: Needs, *, repositories: Sequence[str] = ()
 ) -> AsyncIterator[Repository]:
     """Every selected repository, in catalog order, `concurrency` of them read at once."""
     client, cache = open_client(connection)
-    window: list[asyncio.Task[Repository | None]] = []
-    async with client:
-        try:
-            names = [n for n in await _repository_names(client, repositories) if needs.lists(n)]
-            log.info("repositories_listed", registry=connection.target.login_server, repositories=len(names))
-            position = 0
-            while position < len(names) or window:
-                while position < len(names) and len(window) < connection.concurrency:
-                    window.append(asyncio.create_task(_read_or_skip(client, names[position], needs)))
-                    position += 1
-                repository = await window.pop(0)
-                if repository is not None:
-                    yield repository
-        except ClientAuthenticationError as exc:
-            raise RegistryError(_auth_message(connection, exc)) from None
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise RegistryError(
-                f"cannot reach registry {connection.target.login_server}: {_first_line(exc)}"
-            ) from None
-        except HttpResponseError as exc:
-            raise RegistryError(
-                f"registry {connection.target.login_server} answered {exc.status_code}: {_first_line(exc)}"
-            ) from None
-        finally:
-            for task in window:
-                task.cancel()
-            await asyncio.gather(*window, return_exceptions=True)
-            log.debug("token_requests", count=cache.requests_for_tokens)
+    async with client, _registry_errors(connection):
+        names = [n for n in await _repository_names(client, repositories) if needs.lists(n)]
+        log.info("repositories_listed", registry=connection.target.login_server, repositories=len(names))
+        async for item in _read_names(client, names, needs, connection.concurrency):
+            if isinstance(item, Skipped):
+                log.warning("repository_skipped", repository=item.name, reason=item.reason)
+            else:
+                yield item
+        log.debug("token_requests", count=cache.requests_for_tokens)
 
 
-async def _read_or_skip(client: ContainerRegistryClient, name: str, needs: Needs) -> Repository | None:
-    """A repository, or None (with a warning) when it vanished or cannot be trusted."""
+async def _read_names(
+    client: ContainerRegistryClient, names: Sequence[str], needs: Needs, concurrency: int
+) -> AsyncIterator[Repository | Skipped]:
+    """Each name read or skipped, in order, `concurrency` at once.
+
+    A repository that finishes early waits (at most `READ_AHEAD` per reader) for the ones
+    before it, and its reader moves on meanwhile: one big repository does not idle the others.
+    """
+    tasks: dict[int, asyncio.Task[Repository | Skipped]] = {}
+    try:
+        started = yielded = 0
+        ahead = concurrency * READ_AHEAD
+        while yielded < len(names):
+            running = [t for t in tasks.values() if not t.done()]
+            while started < len(names) and len(running) < concurrency and started - yielded < ahead:
+                task = asyncio.create_task(_read_or_skip(client, names[started], needs))
+                tasks[started] = task
+                running.append(task)
+                started += 1
+            if not tasks[yielded].done():
+                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            while yielded in tasks and tasks[yielded].done():
+                item = tasks.pop(yielded).result()
+                yielded += 1
+                yield item
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+async def _read_or_skip(client: ContainerRegistryClient, name: str, needs: Needs) -> Repository | Skipped:
+    """A repository, or why it is left out: it vanished, or its content cannot be trusted."""
     try:
         return await read_repository(client, name, needs)
     except _RepositoryGone:
-        log.warning("repository_skipped", repository=name, reason="deleted while being listed")
+        return Skipped(name, "deleted while being listed")
     except _Unreadable as exc:
-        log.warning("repository_skipped", repository=name, reason=str(exc))
-    return None
+        return Skipped(name, str(exc))
 
 
 def _first_line(exc: Exception) -> str:

@@ -7,18 +7,25 @@ token at /oauth2/exchange, as ACR accepts any valid Entra token).
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from retention import registry
 from retention.plan import plan_to_json
 from retention.planner import make_plan
 from retention.policyload import load_policy
 from retention.snapshot import load_snapshot
 from retention.timefmt import parse_time
+from tests.builders import manifest, repository
 from tests.conftest import run_cli
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import pytest
 
     from tests.emulator import Emulator
@@ -240,3 +247,111 @@ def test_content_addressed_seeding_keeps_the_registry_meaning(emulator: Emulator
     renamed = make_plan(policy, emulator.dump().repositories, now=parse_time(NOW))
     original = make_plan(policy, load_snapshot(ROOT_EXAMPLE).repositories, now=parse_time(NOW))
     assert renamed.summary() == original.summary()
+
+
+def test_reader_processes_record_the_same_snapshot_as_one_reader(
+    emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--processes 3 splits the catalog between readers and merges back into the same file."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    files = []
+    for processes in ("1", "3"):
+        out = tmp_path / f"snap-{processes}.json"
+        code, _, err = run(
+            ["snapshot", "--registry", emulator.endpoint, "--out", str(out), "--processes", processes], capsys
+        )
+        assert code == 0, err
+        files.append(json.loads(out.read_text(encoding="utf-8")))
+    single, split = files
+    assert split["repositories"] == single["repositories"]
+    assert [r["name"] for r in split["repositories"]] == [r.name for r in emulator.dump().repositories]
+
+
+def test_reader_processes_plan_what_one_reader_plans(
+    emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    policy = load_policy(["policies/combined"])
+    wanted = plan_to_json(make_plan(policy, emulator.dump().repositories, now=parse_time(NOW)))
+    code, out, err = run(
+        [*plan_args(emulator), "--format", "json", "--processes", "2"],
+        capsys,
+    )
+    assert code == 0, err
+    live = json.loads(out)
+    assert (live["actions"], live["kept"]) == (wanted["actions"], wanted["kept"])
+
+
+def test_reader_processes_skip_a_vanished_repository_with_one_warning(
+    emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reader's skip reaches the merging process, which warns once and leaves the repository out."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    emulator.faults.script(status=404, method="GET", path_contains="shop%2Fweb/_manifests", times=1)
+    code, out, err = run([*plan_args(emulator), "--format", "json", "--processes", "2"], capsys)
+    assert code == 0, err
+    assert "shop/web" not in {r["name"] for r in json.loads(out)["repositories"]}
+    warnings = [json.loads(line) for line in err.splitlines() if '"repository_skipped"' in line]
+    assert [(w["repository"], w["reason"]) for w in warnings] == [("shop/web", "deleted while being listed")]
+
+
+def test_a_readers_registry_error_is_one_line_and_exit_1(
+    emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 403 met by a reader process (after the catalog was read) ends the run as one would in-process."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    emulator.faults.script(status=403, method="GET", path_contains="shop%2Fweb/_manifests", times=1)
+    code, out, err = run([*plan_args(emulator), "--processes", "2"], capsys)
+    assert (code, out) == (1, "")
+    (line,) = [line for line in err.splitlines() if not line.startswith("{")]
+    assert line.startswith(f"acr-retention: error: registry {emulator.login_server} answered 403: ")
+
+
+def _processes_marked(marker: str) -> list[int]:
+    """Pids of live processes whose environment carries `marker` (a killed run's orphans)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in environ.split(b"\0") and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_reader_processes_end_when_their_parent_is_killed(emulator: Emulator) -> None:
+    """kill -9 of a plan with --processes 2 leaves no reader running on behind it.
+
+    Forty repositories, so each reader has more to hand over than its queue holds: without
+    watching its parent, a reader would wait for room in that queue for ever.
+    """
+    emulator.seed(
+        [repository(f"team/app-{n:02}", manifest(f"{n:02x}" * 32, tags=("v1",))) for n in range(40)]
+    )
+    emulator.faults.latency_ms = 100
+    marker = f"ACR_RETENTION_TEST_RUN={uuid.uuid4().hex}"
+    env = {
+        **os.environ,
+        registry.ACCESS_TOKEN_VARIABLE: "aad-token",
+        "SSL_CERT_FILE": emulator.ca_file,
+        marker.split("=", 1)[0]: marker.split("=", 1)[1],
+    }
+    command = [sys.executable, "-m", "retention", *plan_args(emulator), "--processes", "2"]
+    run_ = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and emulator.counters.count(operation="list_manifests") == 0:
+            time.sleep(0.05)
+        # The run, its two readers, and multiprocessing's resource tracker.
+        assert len(_processes_marked(marker)) == 4
+    finally:
+        run_.send_signal(signal.SIGKILL)
+        run_.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _processes_marked(marker):
+        time.sleep(0.1)
+    assert _processes_marked(marker) == []

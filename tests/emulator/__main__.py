@@ -17,6 +17,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--seed", metavar="SNAPSHOT", help="an acr-retention snapshot file to serve")
+    parser.add_argument(
+        "--seed-digests",
+        choices=["content", "snapshot"],
+        default="content",
+        help="content (default): rename digests to hash their synthesized content, so the SDK's "
+        "digest check passes; snapshot: keep the file's digests (content reads then fail that check)",
+    )
     parser.add_argument("--registry", default="emulator.azurecr.io", help="the name in response bodies")
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--jitter-ms", type=float, default=0.0)
@@ -49,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     emulator.start()
     try:
         if args.seed:
-            emulator.seed_file(args.seed)
+            emulator.seed_file(args.seed, content_addressed=args.seed_digests == "content")
         for entry in args.basic_user:
             user, _, password = entry.partition(":")
             emulator.add_basic_user(
