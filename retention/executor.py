@@ -120,20 +120,20 @@ class Execution:
         limiter = self.limits.limiters[op_class]
         last = self.limits.attempts - 1
         for attempt in range(self.limits.attempts):
-            await limiter.acquire()
+            epoch = await limiter.acquire()
             try:
                 async with self._slots:
                     result = await call()
             except WriteFailedError as exc:
                 if exc.status == 429:  # noqa: PLR2004
-                    limiter.throttled(exc.retry_after)
+                    limiter.throttled(exc.retry_after, sent_in=epoch)
                 if not exc.retryable or attempt == last:
                     raise
                 if exc.retry_after is None:
                     # Jittered exponential backoff: workers failing together retry apart.
                     await self.limits.sleep(self.limits.backoff_s * 2**attempt * random.uniform(0.5, 1.0))  # noqa: S311
                 continue
-            limiter.succeeded()
+            limiter.succeeded(sent_in=epoch)
             return result
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 

@@ -2,10 +2,29 @@
 
 ACR throttles per registry and per identity with token buckets, separately
 for reads, writes (PUT/PATCH/POST) and deletes (ops.md §1.1), and answers
-429 with a Retry-After that counts down to the refill. A limiter starts from
-a budget, halves its rate on every 429 (and waits out Retry-After, for every
-worker at once), and creeps back up while requests succeed: additive
-increase, multiplicative decrease, as TCP does.
+429 with a Retry-After that counts down to the refill. A limiter paces
+requests at a rate that starts from a budget and adapts as TCP's congestion
+control does: additive increase while requests succeed, multiplicative
+decrease on a 429, and Retry-After waited out by every worker at once.
+
+Two details keep the 429 share low when the budget is set above what the
+registry grants (a Premium preset on a Standard registry, or another job
+sharing the identity's bucket):
+
+- Epochs. Each request carries the epoch it was sent in; a decrease starts a
+  new epoch. The requests already in flight at the old rate answer 429 too,
+  but only the first 429 of an epoch decreases the rate, and only successes
+  sent at the current rate raise it. Halving once per in-flight request would
+  collapse the rate to the floor; raising it on stale successes would push it
+  straight back into the wall.
+- A small, multiplicative increase step: 0.5% per success at the current rate.
+  Above the registry's rate the limiter saws between half a rate and the rate
+  where the registry's bucket runs dry, and each saw tooth costs about one
+  429. Growing by 0.5% per success makes a tooth about 140 successes long
+  whatever the budget (ln 2 / ln 1.005), so 429s stay near 1% even when the
+  budget is ten times what the registry grants; a step proportional to the
+  budget made teeth shorter the more the budget overshot (tests/ratesim.py
+  simulates both).
 """
 
 from __future__ import annotations
@@ -33,10 +52,17 @@ SKU_LIMITS: dict[str, dict[OperationClass, float]] = {
     "premium": {OperationClass.READ: 10000, OperationClass.WRITE: 2000, OperationClass.DELETE: 2000},
 }
 
+DECREASE_FACTOR = 0.5
+INCREASE_STEPS = 200  # each success at the current rate raises it by 1/INCREASE_STEPS
+
 
 @dataclass
 class AdaptiveLimiter:
-    """A token bucket whose rate adapts: halved on 429, raised by a step on each success."""
+    """Paces requests at `per_minute`, which adapts: halved on 429, raised on success.
+
+    `reserve` is the pure core (the clock is a parameter of the limiter, so a
+    simulation can drive it); `acquire` waits for the reserved slot.
+    """
 
     per_minute: float
     ceiling_per_minute: float | None = None  # default: the starting budget
@@ -44,50 +70,60 @@ class AdaptiveLimiter:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     throttled_count: int = 0
-    _tokens: float = field(init=False)
-    _stamp: float = field(init=False)
-    _paused_until: float = field(init=False, default=0.0)
-    _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    decreases: int = 0
+    _next_slot: float = field(init=False, default=float("-inf"))
+    _paused_until: float = field(init=False, default=float("-inf"))
+    _epoch: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         if self.ceiling_per_minute is None:
             self.ceiling_per_minute = self.per_minute
-        # A small burst only: a full minute's burst is what makes ACR throttle "for up to a
-        # full minute after a large burst".
-        self._tokens = 1.0
-        self._stamp = self.clock()
 
     @property
-    def _capacity(self) -> float:
-        return max(1.0, self.per_minute / 60.0)
+    def epoch(self) -> int:
+        return self._epoch
 
-    async def acquire(self) -> None:
-        """Wait until a request of this class may start."""
-        async with self._lock:
-            while True:
-                now = self.clock()
-                if now < self._paused_until:
-                    await self.sleep(self._paused_until - now)
-                    continue
-                self._tokens = min(
-                    self._capacity, self._tokens + (now - self._stamp) * self.per_minute / 60.0
-                )
-                self._stamp = now
-                # The tolerance keeps float rounding from asking for ever tinier waits.
-                if self._tokens >= 1.0 - 1e-9:
-                    self._tokens = max(0.0, self._tokens - 1.0)
-                    return
-                await self.sleep((1.0 - self._tokens) * 60.0 / self.per_minute)
+    @property
+    def paused_until(self) -> float:
+        return self._paused_until
 
-    def throttled(self, retry_after: float | None) -> None:
-        """A 429: slow down, and hold every worker of this class until the registry's refill."""
+    def reserve(self) -> tuple[float, int]:
+        """Claim the next slot: (seconds to wait before sending, the epoch it belongs to).
+
+        No burst is saved up while idle: a burst is what makes ACR throttle "for up
+        to a full minute after a large burst".
+        """
+        now = self.clock()
+        start = max(now, self._next_slot, self._paused_until)
+        self._next_slot = start + 60.0 / self.per_minute
+        return start - now, self._epoch
+
+    async def acquire(self) -> int:
+        """Wait until a request of this class may start; returns its epoch for the answer."""
+        while True:
+            delay, epoch = self.reserve()
+            if delay > 0:
+                await self.sleep(delay)
+            # A decrease while this slot was waiting re-spaces it at the new rate.
+            if epoch == self._epoch and self.clock() >= self._paused_until:
+                return epoch
+
+    def throttled(self, retry_after: float | None, sent_in: int | None = None) -> None:
+        """A 429: hold every worker until Retry-After; decrease once per epoch."""
         self.throttled_count += 1
-        self.per_minute = max(self.floor_per_minute, self.per_minute / 2)
+        now = self.clock()
         if retry_after is not None and retry_after > 0:
-            self._paused_until = max(self._paused_until, self.clock() + retry_after)
-        self._tokens = min(self._tokens, 0.0)
+            self._paused_until = max(self._paused_until, now + retry_after)
+        if sent_in is not None and sent_in != self._epoch:
+            return
+        self.decreases += 1
+        self._epoch += 1
+        self.per_minute = max(self.floor_per_minute, self.per_minute * DECREASE_FACTOR)
+        self._next_slot = max(now, self._paused_until)
 
-    def succeeded(self) -> None:
-        """A success: speed up again, by a twentieth of the ceiling per success, up to it."""
+    def succeeded(self, sent_in: int | None = None) -> None:
+        """A success at the current rate: 0.5% up, never past the ceiling."""
+        if sent_in is not None and sent_in != self._epoch:
+            return
         ceiling = self.ceiling_per_minute or self.per_minute
-        self.per_minute = min(ceiling, self.per_minute + ceiling / 20.0)
+        self.per_minute = min(ceiling, self.per_minute * (1.0 + 1.0 / INCREASE_STEPS))
