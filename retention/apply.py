@@ -43,6 +43,22 @@ class PlanRefusedError(RetentionError):
 
 
 @dataclass(frozen=True)
+class ApplyResult:
+    """What one execution did, as the summary line and the run metrics tell it."""
+
+    exit_code: int
+    manifests_deleted: int = 0
+    property_changes: int = 0
+    already_gone: int = 0
+    drifted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    bytes_freed_upper_bound: int = 0
+    throttled: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class Budgets:
     per_minute: dict[OperationClass, float]
 
@@ -134,15 +150,15 @@ def run_apply(
     concurrency: int,
     report: IO[str],
     stderr: IO[str],
-) -> int:
-    """Execute a confirmed plan; returns the exit code. The plan has passed every check."""
+) -> ApplyResult:
+    """Execute a confirmed plan; returns what happened and the exit code. The plan has passed every check."""
     log = logs.get_logger()
     if plan.over_limit:
         stderr.write(
             f"acr-retention: refusing to apply: the plan deletes {plan.delete_count} manifests, more than"
             f" max_deletes {plan.max_deletes}; nothing was changed\n"
         )
-        return EXIT_OVER_LIMIT
+        return ApplyResult(exit_code=EXIT_OVER_LIMIT)
     progress = Progress(len(plan.actions), stderr)
 
     def write(record: Record) -> None:
@@ -188,13 +204,26 @@ def run_apply(
     )
     if denied is not None:
         stderr.write(f"acr-retention: error: {denied}\n")
-        return EXIT_ERROR
-    if signal_seen is not None:
+        exit_code = EXIT_ERROR
+    elif signal_seen is not None:
         stderr.write(
             f"acr-retention: stopped by {signal.Signals(signal_seen).name}; the report lists what ran\n"
         )
-        return EXIT_INTERRUPTED.get(signal.Signals(signal_seen), EXIT_ERROR)
-    return EXIT_ERROR if counts[Outcome.FAILED] else EXIT_OK
+        exit_code = EXIT_INTERRUPTED.get(signal.Signals(signal_seen), EXIT_ERROR)
+    else:
+        exit_code = EXIT_ERROR if counts[Outcome.FAILED] else EXIT_OK
+    return ApplyResult(
+        exit_code=exit_code,
+        manifests_deleted=len(deleted),
+        property_changes=changed,
+        already_gone=counts[Outcome.ALREADY_GONE],
+        drifted=counts[Outcome.DRIFTED],
+        failed=counts[Outcome.FAILED],
+        skipped=counts[Outcome.SKIPPED],
+        bytes_freed_upper_bound=freed,
+        throttled=throttled,
+        duration_s=duration,
+    )
 
 
 async def _run(

@@ -1,6 +1,8 @@
 """Command line: argument parsing, wiring of the stages, exit codes. No decisions here.
 
-`plan` stops after rendering; that is the whole of the dry run. Exit codes
+`plan` stops after rendering; that is the whole of the dry run. With
+`--pushgateway`, `plan` and `apply` push their run metrics as they end (see
+`retention.metrics`); a push never changes the exit code. Exit codes
 (interfaces.md §2): 0 success, 1 error, 2 usage error (or, with
 `plan --detailed-exitcode`, a non-empty plan), 3 plan over `max_deletes`.
 """
@@ -12,7 +14,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -31,6 +33,7 @@ from retention.errors import (
     UsageError,
 )
 from retention.matchers import GrammarError, parse_duration
+from retention.metrics import DEFAULT_JOB, PushError, Pushgateway, RunMetrics, push
 from retention.pipeline import plan_from_registry, plan_from_snapshot, snapshot_registry
 from retention.plan import iter_plan_json
 from retention.planfile import load_plan
@@ -44,9 +47,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from typing import IO
 
+    from retention.apply import ApplyResult
     from retention.plan import Plan
 
 PROG = "acr-retention"
+PUSHGATEWAY_VARIABLE = "ACR_RETENTION_PUSHGATEWAY"
+PUSHGATEWAY_JOB_VARIABLE = "ACR_RETENTION_PUSHGATEWAY_JOB"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -156,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="color the text format (auto: on a terminal, unless NO_COLOR is set)",
     )
+    _add_pushgateway_options(plan)
 
     apply = commands.add_parser(
         "apply",
@@ -206,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--max-writes-per-minute", type=_positive, metavar="N", help="PATCH budget (locks)")
     apply.add_argument("--max-reads-per-minute", type=_positive, metavar="N", help="GET budget (listings)")
     _add_registry_options(apply)
+    _add_pushgateway_options(apply)
 
     snap = commands.add_parser(
         "snapshot",
@@ -261,6 +269,38 @@ def _add_registry_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_pushgateway_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pushgateway",
+        type=_pushgateway_url,
+        metavar="URL",
+        help=f"at the end of the run, push its metrics to this Prometheus Pushgateway (http(s)://host:port);"
+        f" default: ${PUSHGATEWAY_VARIABLE}; '' pushes nothing. A failed push only logs a warning",
+    )
+    parser.add_argument(
+        "--pushgateway-job",
+        type=_job_name,
+        default=os.environ.get(PUSHGATEWAY_JOB_VARIABLE) or DEFAULT_JOB,
+        metavar="NAME",
+        help=f"job label of the pushed metrics (default: ${PUSHGATEWAY_JOB_VARIABLE}, then {DEFAULT_JOB})",
+    )
+
+
+def _pushgateway_url(text: str) -> str:
+    if text.strip():
+        try:
+            Pushgateway.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
+def _job_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the job name must not be empty")
+    return text.strip()
+
+
 def _add_policy_argument(parser: argparse.ArgumentParser) -> None:
     default = os.environ.get("ACR_RETENTION_POLICY")
     parser.add_argument(
@@ -273,17 +313,37 @@ def _add_policy_argument(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(policy_default=default)
 
 
+@dataclass
+class _Run:
+    """How far a plan or apply run got, filled in as it goes, so that even a failed run has metrics."""
+
+    started: float  # time.monotonic()
+    gateway: Pushgateway | None = None
+    registry: str | None = None
+    plan: Plan | None = None
+    applied: ApplyResult | None = None
+    returned: bool = False  # the command ended with an exit code of its own, not an error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.log_format, args.log_level)
+    run = _Run(started=time.monotonic())
+    code = _dispatch(args, run)
+    if run.gateway is not None:
+        _push_metrics(args, run, code, run.gateway)
+    return code
+
+
+def _dispatch(args: argparse.Namespace, run: _Run) -> int:
     try:
         if args.command == "validate":
             return _cmd_validate(args.policies)
         if args.command == "snapshot":
             return _cmd_snapshot(args)
-        if args.command == "apply":
-            return _cmd_apply(args)
-        return _cmd_plan(args)
+        run.gateway = _pushgateway(args)
+        code = _cmd_apply(args, run) if args.command == "apply" else _cmd_plan(args, run)
+        run.returned = True
     except PolicyError as exc:
         sys.stderr.write(format_report(list(exc.problems)))
         return exc.exit_code
@@ -300,6 +360,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`| head`); nothing useful can be written any more.
         sys.stderr.close()
         return EXIT_ERROR
+    return code
+
+
+def _pushgateway(args: argparse.Namespace) -> Pushgateway | None:
+    """--pushgateway, else $ACR_RETENTION_PUSHGATEWAY; empty means no push."""
+    text: str = os.environ.get(PUSHGATEWAY_VARIABLE, "") if args.pushgateway is None else args.pushgateway
+    if not text.strip():
+        return None
+    try:
+        return Pushgateway.parse(text, job=args.pushgateway_job)
+    except ValueError as exc:  # only the variable's: argparse has checked the option's
+        raise UsageError(f"${PUSHGATEWAY_VARIABLE}: {exc}") from None
+
+
+def _push_metrics(args: argparse.Namespace, run: _Run, code: int, gateway: Pushgateway) -> None:
+    """Push the run's metrics; a failure is one warning and never changes the exit code."""
+    log = logs.get_logger()
+    # After a broken pipe stderr is closed: push all the same, but say nothing.
+    quiet = sys.stderr.closed
+    name = run.registry or _registry_named(args)
+    if name is None:
+        if not quiet:
+            log.warning("metrics_not_pushed", reason="the run ended before the registry was known")
+        return
+    succeeded = run.returned and (code == EXIT_OK or (args.command == "plan" and code == EXIT_CHANGES))
+    metrics = RunMetrics.of_run(
+        args.command,
+        name,
+        exit_code=code,
+        succeeded=succeeded,
+        finished_at=time.time(),
+        duration_s=round(time.monotonic() - run.started, 3),
+        plan=run.plan,
+        applied=run.applied,
+    )
+    try:
+        url = push(gateway, metrics)
+    except PushError as exc:
+        error = str(exc)
+    except KeyboardInterrupt:
+        # Ctrl-C while a slow gateway holds the push: the run itself is over, its exit code stands.
+        error = "interrupted"
+    else:
+        if not quiet:
+            log.info("metrics_pushed", url=url, exit_code=code, succeeded=succeeded)
+        return
+    if not quiet:
+        log.warning("metrics_push_failed", pushgateway=gateway.url, error=error)
+
+
+def _registry_named(args: argparse.Namespace) -> str | None:
+    """The registry the command line or environment names, for a run that failed before connecting."""
+    name = getattr(args, "registry", None) or os.environ.get("ACR_RETENTION_REGISTRY")
+    if not name:
+        return None
+    try:
+        return RegistryTarget.parse(name).login_server
+    except RetentionError:
+        return None
 
 
 def _cmd_validate(paths: list[str]) -> int:
@@ -308,7 +427,7 @@ def _cmd_validate(paths: list[str]) -> int:
     return EXIT_ERROR if result.problems else EXIT_OK
 
 
-def _cmd_plan(args: argparse.Namespace) -> int:
+def _cmd_plan(args: argparse.Namespace, run: _Run) -> int:
     log = logs.get_logger()
     started = time.perf_counter()
     policy_paths: list[str] = args.policy or [args.policy_default]
@@ -318,6 +437,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         plan = plan_from_snapshot(policy, args.snapshot, now=now, max_deletes=args.max_deletes)
     else:
         connection = _connection(args, fallback=policy.registry)
+        run.registry = connection.target.login_server
         plan = plan_from_registry(
             policy,
             connection,
@@ -326,6 +446,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             max_deletes=args.max_deletes,
             repositories=args.repository,
         )
+    run.registry = run.registry or plan.registry
+    run.plan = plan
     summary = plan.summary()
     log.info(
         "plan_made",
@@ -354,12 +476,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_apply(args: argparse.Namespace) -> int:
+def _cmd_apply(args: argparse.Namespace, run: _Run) -> int:
     started = datetime.now(UTC)
     if args.plan:
         policy_registry = None
         plan = load_plan(args.plan)
         connection = _connection(args, fallback=plan.registry)
+        run.registry = connection.target.login_server
         check_saved_plan(
             plan, login_server=connection.target.login_server, max_age=args.max_plan_age, now=started
         )
@@ -372,6 +495,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         policy = load_policy(paths)
         policy_registry = policy.registry
         connection = _connection(args, fallback=policy_registry)
+        run.registry = connection.target.login_server
         plan = plan_from_registry(
             policy,
             connection,
@@ -383,6 +507,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if args.max_deletes is not None:
         limits = [x for x in (plan.max_deletes, args.max_deletes) if x is not None]
         plan = replace(plan, max_deletes=min(limits))
+    run.plan = plan
     sys.stdout.write(render_text(plan))
     sys.stdout.flush()
     if plan.is_empty:
@@ -396,16 +521,18 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         writes=args.max_writes_per_minute,
         reads=args.max_reads_per_minute,
     )
-    run = partial(
+    execute = partial(
         run_apply, plan, connection, budgets=budgets, concurrency=args.concurrency, stderr=sys.stderr
     )
     if not args.report:
-        return run(report=sys.stdout)
+        run.applied = execute(report=sys.stdout)
+        return run.applied.exit_code
     try:
         with Path(args.report).open("w", encoding="utf-8") as report:
-            return run(report=report)
+            run.applied = execute(report=report)
     except OSError as exc:
         raise RetentionError(f"cannot write {args.report}: {exc.strerror or exc}") from None
+    return run.applied.exit_code
 
 
 def _duration(text: str) -> timedelta:
