@@ -1,0 +1,225 @@
+"""The CI examples in examples/ci/: every acr-retention command in them is one the real parser accepts,
+and their plan steps, run as the CI runner would run them against a real plan, turn
+`--detailed-exitcode` into the right outcome (0 and 2 pass, 2 flagged; 1 and 3 fail) with the
+Markdown plan in the job summary. Their schemas are checked in .ci/run (check-jsonschema).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from retention.cli import build_parser
+from retention.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_OVER_LIMIT
+
+if TYPE_CHECKING:
+    import argparse
+
+ROOT = Path(__file__).resolve().parent.parent
+GITHUB = ROOT / "examples" / "ci" / "github-actions" / "retention-plan.yml"
+AZURE = ROOT / "examples" / "ci" / "azure-pipelines" / "retention-plan.yml"
+SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "<", "&", "(", ")"}
+ACR_RETENTION = Path(sys.executable).parent / "acr-retention"
+
+
+def load(path: Path) -> Any:
+    # PyYAML reads the workflow key `on` as the boolean True; the schema check in .ci/run sees the text.
+    return yaml.safe_load(path.read_text())
+
+
+def scripts(node: Any) -> list[str]:
+    """Every shell script in a workflow or pipeline: `run:`, `script:` and `inlineScript:` values."""
+    if isinstance(node, dict):
+        found = [value for key, value in node.items() if key in {"run", "script", "inlineScript"}]
+        return found + [script for value in node.values() for script in scripts(value)]
+    if isinstance(node, list):
+        return [script for item in node for script in scripts(item)]
+    return []
+
+
+def invocations(script: str) -> list[list[str]]:
+    """The argument lists of every `acr-retention` command in a shell script."""
+    found: list[list[str]] = []
+    for line in script.replace("\\\n", " ").splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        current: list[str] | None = None
+        for word in lexer:
+            if word in SHELL_OPERATORS:
+                current = None
+            elif current is not None:
+                current.append(word)
+            elif word == "acr-retention":
+                current = []
+                found.append(current)
+    return found
+
+
+def parsed(path: Path) -> list[argparse.Namespace]:
+    result = []
+    for script in scripts(load(path)):
+        for args in invocations(script):
+            try:
+                result.append(build_parser().parse_args(args))
+            except SystemExit:
+                pytest.fail(f"{path.name}: acr-retention rejects {args}", pytrace=False)
+    return result
+
+
+def github_plan_job() -> dict[str, Any]:
+    job: dict[str, Any] = load(GITHUB)["jobs"]["plan"]
+    return job
+
+
+def github_plan_script() -> str:
+    (step,) = [step for step in github_plan_job()["steps"] if step.get("id") == "plan"]
+    script: str = step["run"]
+    return script
+
+
+def azure_plan_script() -> str:
+    (step,) = [step for step in load(AZURE)["steps"] if step.get("task") == "AzureCLI@2"]
+    script: str = step["inputs"]["inlineScript"]
+    return script
+
+
+@pytest.mark.parametrize("path", [GITHUB, AZURE], ids=["github", "azure"])
+def test_every_command_is_one_acr_retention_accepts(path: Path) -> None:
+    """Each example validates the policy directory it then plans, with real flags, as a dry run with
+    Markdown output and detailed exit codes; the files it names exist here."""
+    commands = parsed(path)
+    assert [args.command for args in commands] == ["validate", "plan"]
+    validate, plan = commands
+    assert plan.policy == validate.policies
+    assert all((ROOT / policy).is_dir() for policy in plan.policy)
+    assert plan.format == "markdown"
+    assert plan.detailed_exitcode
+    assert plan.out
+    assert plan.save_plan
+    installs = [script for script in scripts(load(path)) if "pip install" in script]
+    assert installs
+    assert all("--constraint constraints.txt" in script for script in installs)
+    assert (ROOT / "constraints.txt").is_file()
+
+
+def test_github_workflow_runs_on_policy_changes_with_least_privilege() -> None:
+    """The workflow runs for pull requests touching policies/, grants nothing by default, and only the
+    plan job may mint an OIDC token, which azure/login exchanges for the plan-only identity."""
+    workflow = load(GITHUB)
+    triggers = workflow[True]  # PyYAML's reading of `on:`
+    assert triggers["pull_request"]["paths"] == ["policies/**"]
+    assert workflow["permissions"] == {}
+    assert workflow["jobs"]["validate"]["permissions"] == {"contents": "read"}
+    assert github_plan_job()["permissions"] == {"contents": "read", "id-token": "write"}
+    uses = [step.get("uses", "") for step in github_plan_job()["steps"]]
+    assert any(action.startswith("azure/login@") for action in uses)
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Path:
+    """A checkout-like working directory, and an `acr-retention` on PATH that is the real command with
+    extra arguments appended from $EXTRA_ARGS, so the step plans offline from a snapshot."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "policies").symlink_to(ROOT / "policies")
+    (tmp_path / "bin").mkdir()
+    wrapper = tmp_path / "bin" / "acr-retention"
+    wrapper.write_text(f'#!/bin/sh\nexec {ACR_RETENTION} "$@" $EXTRA_ARGS\n')
+    wrapper.chmod(0o755)
+    empty = {
+        "format": "acr-retention/snapshot",
+        "format_version": 1,
+        "registry": "r.azurecr.io",
+        "repositories": [],
+    }
+    (tmp_path / "empty.json").write_text(json.dumps(empty))
+    return tmp_path
+
+
+def extra_args(runner: Path, code: int) -> str:
+    """Arguments that make the real plan exit with `code`."""
+    snapshot = ROOT / "examples" / "snapshot.json"
+    now = "--now 2026-11-26T00:00:00Z"
+    return {
+        EXIT_OK: f"--snapshot {runner / 'empty.json'} {now}",
+        EXIT_CHANGES: f"--snapshot {snapshot} {now}",
+        EXIT_OVER_LIMIT: f"--snapshot {snapshot} {now} --max-deletes 1",
+        EXIT_ERROR: f"--snapshot {runner / 'missing.json'} {now}",
+    }[code]
+
+
+def run_step(
+    runner: Path, shell: list[str], script: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    bash = shutil.which("bash")
+    assert bash is not None
+    (runner / "step.sh").write_text(script)
+    return subprocess.run(
+        [bash, *shell, str(runner / "step.sh")],
+        cwd=runner / "work",
+        env={**os.environ, "PATH": f"{runner / 'bin'}:{os.environ['PATH']}", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "step_exit", "output"),
+    [
+        (EXIT_OK, 0, "changes=false"),
+        (EXIT_CHANGES, 0, "changes=true"),
+        (EXIT_OVER_LIMIT, 3, ""),
+        (EXIT_ERROR, 1, ""),
+    ],
+)
+def test_github_plan_step_maps_the_exit_code(runner: Path, code: int, step_exit: int, output: str) -> None:
+    """Run with the runner's `bash -e`: an empty plan and a non-empty one pass (the latter flagged with
+    a notice and `changes=true`), over-limit and errors fail the step; the Markdown plan lands in the
+    job summary whenever one was written."""
+    summary, outputs = runner / "summary.md", runner / "output.txt"
+    summary.touch()
+    outputs.touch()
+    env = {
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_OUTPUT": str(outputs),
+        "EXTRA_ARGS": extra_args(runner, code),
+    }
+    step = run_step(runner, ["--noprofile", "--norc", "-eo", "pipefail"], github_plan_script(), env)
+    assert step.returncode == step_exit, step.stderr
+    assert outputs.read_text().strip() == output
+    assert ("::notice" in step.stdout) == (code == EXIT_CHANGES)
+    assert ("::error" in step.stdout) == (code == EXIT_OVER_LIMIT)
+    if code == EXIT_ERROR:
+        assert summary.read_text() == ""
+    else:
+        assert summary.read_text() == (runner / "work" / "plan.md").read_text()
+        assert summary.read_text().startswith("#")
+        assert (runner / "work" / "plan.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("code", "step_exit"), [(EXIT_OK, 0), (EXIT_CHANGES, 0), (EXIT_OVER_LIMIT, 3), (EXIT_ERROR, 1)]
+)
+def test_azure_plan_step_maps_the_exit_code(runner: Path, code: int, step_exit: int) -> None:
+    """The same mapping in Azure Pipelines: the plan goes to the run's summary page, a non-empty plan
+    marks the run "succeeded with issues", over-limit and errors fail it."""
+    staging = runner / "staging"
+    staging.mkdir()
+    env = {"BUILD_ARTIFACTSTAGINGDIRECTORY": str(staging), "EXTRA_ARGS": extra_args(runner, code)}
+    step = run_step(runner, [], azure_plan_script(), env)
+    assert step.returncode == step_exit, step.stderr
+    uploaded = f"##vso[task.uploadsummary]{staging}/plan.md" in step.stdout
+    assert uploaded == (code != EXIT_ERROR)
+    assert ("result=SucceededWithIssues" in step.stdout) == (code == EXIT_CHANGES)
+    assert ("type=error" in step.stdout) == (code == EXIT_OVER_LIMIT)
+    if uploaded:
+        assert (staging / "plan.md").read_text().startswith("#")
