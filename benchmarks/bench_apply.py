@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import itertools
 import json
-import multiprocessing
 import os
 import platform
 import resource
@@ -44,17 +43,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-from bench_inventory import DEFAULT_NOW, cached_snapshot, cpu_seconds
+from harness import DEFAULT_NOW, SKU, EmulatorProcess, cached_snapshot, cpu_seconds
 
 from retention.ratelimit import SKU_LIMITS, OperationClass
 from retention.timefmt import parse_time
 
-if TYPE_CHECKING:
-    from multiprocessing.connection import Connection as PipeEnd
-
-SKU = "standard"
 ACCESS_TOKEN = "bench-aad-token"  # noqa: S105 - the emulator takes any Entra token
 # retention.apply.BUDGET_SHARE, what the CLI gives reads and writes by default; importing it would
 # load the SDK and aiohttp into this process, which never talks to the emulator itself.
@@ -67,7 +62,6 @@ DELETE = "delete_manifest"
 LISTINGS = ("catalog", "list_manifests", "list_tags")
 TOKENS = ("exchange", "token")
 POLL_S = 0.2
-READY_TIMEOUT_S = 300.0
 # Delete-heavy on purpose, so the run lasts long enough to show a sustained rate. Locked images
 # stay (include_locked is false), so no unlock PATCH mixes into the delete figures.
 DEFAULT_POLICY = """\
@@ -80,95 +74,6 @@ rules:
     action: delete
     older_than: 1d
 """
-
-
-# --- the emulator's process -----------------------------------------------------------------
-
-
-def serve_emulator(pipe: PipeEnd[Any, Any], snapshot: str, latency_ms: float, jitter_ms: float) -> None:
-    """The emulator's process: seed, report where it listens, then answer the parent's commands."""
-    # Imported here only: the parent must not import aiohttp (it reads SSL_CERT_FILE on import).
-    from tests.emulator import Emulator  # noqa: PLC0415
-
-    emulator = Emulator().start()
-
-    def seed() -> float:
-        started = time.perf_counter()
-        emulator.seed_file(snapshot, content_addressed=True)
-        return time.perf_counter() - started
-
-    try:
-        seeded_s = seed()
-        emulator.faults.latency_ms, emulator.faults.jitter_ms = latency_ms, jitter_ms
-        pipe.send({"endpoint": emulator.endpoint, "ca_file": emulator.ca_file, "seed_s": seeded_s})
-        while True:
-            command, *arguments = pipe.recv()
-            if command == "seed":
-                pipe.send(seed())
-            elif command == "throttle":
-                deletes_per_minute, time_scale = arguments
-                # Setting the budgets also refills every bucket: each variant starts from the same state.
-                emulator.faults.throttle(SKU, time_scale=time_scale, delete=deletes_per_minute)
-                pipe.send(None)
-            elif command == "contents":
-                inventory = emulator.dump()
-                pipe.send(sorted(f"{r.name}@{m.digest}" for r in inventory.repositories for m in r.manifests))
-            elif command == "counters":
-                pipe.send(emulator.counters.snapshot())
-            elif command == "reset":
-                emulator.counters.reset()
-                pipe.send(None)
-            elif command == "cpu":
-                pipe.send(cpu_seconds())
-            elif command == "stop":
-                pipe.send(None)
-                return
-            else:
-                pipe.send(ValueError(f"unknown command {command!r}"))
-    finally:
-        emulator.stop()
-
-
-class EmulatorProcess:
-    """The parent's handle on the emulator's process (spawned, so no state leaks from here)."""
-
-    def __init__(self, snapshot: Path, latency_ms: float, jitter_ms: float) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._pipe, child = context.Pipe()
-        self._process = context.Process(
-            target=serve_emulator,
-            args=(child, str(snapshot), latency_ms, jitter_ms),
-            name="acr-emulator",
-            daemon=True,
-        )
-        self._process.start()
-        child.close()
-        if not self._pipe.poll(READY_TIMEOUT_S):
-            self.kill()
-            raise SystemExit("the emulator did not start")
-        ready: dict[str, Any] = self._pipe.recv()
-        self.endpoint: str = ready["endpoint"]
-        self.ca_file: str = ready["ca_file"]
-        self.seed_s: float = ready["seed_s"]
-
-    def ask(self, *command: Any) -> Any:
-        self._pipe.send(command)
-        answer = self._pipe.recv()
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    def stop(self) -> None:
-        if self._process.is_alive():
-            with contextlib.suppress(EOFError, BrokenPipeError):
-                self.ask("stop")
-            self._process.join(timeout=30)
-        self.kill()
-
-    def kill(self) -> None:
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(timeout=10)
 
 
 # --- the quickstart, in a fresh interpreter -------------------------------------------------
@@ -212,7 +117,7 @@ class Observed:
     counts: dict[str, Any]
     client_cpu_s: float
     server_cpu_s: float
-    samples: list[tuple[float, int]]  # (seconds since start, deletes the registry answered 202/404)
+    samples: list[tuple[float, int, int]]  # (seconds since start, DELETEs answered 202/404, 429s)
     machine_busy_s: float | None  # every process's CPU meanwhile, this benchmark's included
 
 
@@ -232,9 +137,10 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _deletes_answered(counts: dict[str, Any]) -> int:
+def _sample(counts: dict[str, Any], moment: float) -> tuple[float, int, int]:
     statuses: dict[int, int] = counts["by_operation"].get(DELETE, {})
-    return statuses.get(202, 0) + statuses.get(404, 0)
+    throttled = sum(codes.get(429, 0) for codes in counts["by_operation"].values())
+    return moment, statuses.get(202, 0) + statuses.get(404, 0), throttled
 
 
 def observe(
@@ -244,7 +150,7 @@ def observe(
     server_cpu = emulator.ask("cpu")
     client_cpu = _children_cpu()
     busy = machine_busy_s()
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, int]] = []
     started = time.perf_counter()
     with subprocess.Popen(command, env=env, stdout=stdout, stderr=stderr) as process:
         while True:
@@ -253,11 +159,11 @@ def observe(
                 returncode = process.wait(timeout=POLL_S)
                 break
             except subprocess.TimeoutExpired:
-                samples.append((time.perf_counter() - started, _deletes_answered(emulator.ask("counters"))))
+                samples.append(_sample(emulator.ask("counters"), time.perf_counter() - started))
     wall = time.perf_counter() - started
     busy_after = machine_busy_s()
     counts: dict[str, Any] = emulator.ask("counters")
-    samples.append((wall, _deletes_answered(counts)))
+    samples.append(_sample(counts, wall))
     return Observed(
         wall_s=wall,
         returncode=returncode,
@@ -391,7 +297,7 @@ class Run:
     plan_summary: dict[str, Any]
     planning: Observed
     applied: Variant
-    apply_samples: list[tuple[float, int]]
+    apply_samples: list[tuple[float, int, int]]
     applied_line: str
     quickstart: Variant
     contents_checks: list[tuple[str, bool]]
@@ -585,7 +491,7 @@ def steady_rate(stamps: list[float]) -> float | None:
 
 
 def per_second(samples: list[tuple[float, int]]) -> list[int]:
-    """The registry's deletes answered in each real second, interpolated between polls."""
+    """A counter's increase in each real second, interpolated between polls."""
 
     def at(moment: float) -> float:
         previous = (0.0, 0)
@@ -739,7 +645,11 @@ def report(args: argparse.Namespace, snapshot: Path, seed_s: float, run: Run) ->
             f"{_cell(a.phases.get(key, 0), 0):>12}{_cell(b.phases.get(key, 0), 0):>12}"
         )
     print()
-    print(f"registry's deletes answered per real second, acr-retention: {per_second(run.apply_samples)}")
+    deletes = per_second([(t, n) for t, n, _ in run.apply_samples])
+    print(f"registry's DELETEs answered 202/404 per real second, acr-retention apply: {deletes}")
+    if a.throttled:
+        throttled = per_second([(t, n) for t, _, n in run.apply_samples])
+        print(f"registry's 429 answers per real second, acr-retention apply: {throttled}")
 
     print()
     print(f"targets (the issue's; D = {budget:g} per minute, {args.latency_ms:g} ms, time scale {scale:g}):")

@@ -26,9 +26,7 @@ figures are printed, never asserted: they depend on the machine.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import multiprocessing
 import os
 import platform
 import resource
@@ -38,134 +36,42 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from multiprocessing.connection import Connection as PipeEnd
+from harness import (
+    DEFAULT_NOW,
+    HERE,
+    MIB,
+    EmulatorProcess,
+    cached_snapshot,
+    cpu_seconds,
+    peak_rss_mib,
+    shown,
+)
 
-HERE = Path(__file__).resolve().parent
-CACHE = HERE / "out"
 DEFAULT_POLICY = HERE / "bench-policy.yaml"
-DEFAULT_NOW = "2026-11-26T00:00:00Z"  # gen_snapshot.py's default: the registry's ages are measured from it
 VARIANTS = ("snapshot", "plan", "quickstart")
-MIB = 1024 * 1024
 # The issue's targets, for 1,000 repositories x 100 manifests at 20 ms per request.
 TARGET_SECONDS = 15.0
 TARGET_REQUESTS_PER_PAGE = 1.1
 TARGET_SPEEDUP = 5.0
 LISTINGS = ("catalog", "list_manifests", "list_tags")
 CONTENT = "get_manifest"
-READY_TIMEOUT_S = 900.0  # seeding 2,000 x 100 content-addressed manifests takes a while on a slow VM
-
-
-# --- measuring, inside one process ----------------------------------------------------------
-
-
-def peak_rss_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return peak / MIB if sys.platform == "darwin" else peak / 1024
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-# --- the emulator's process -----------------------------------------------------------------
-
-
-def serve_emulator(pipe: PipeEnd[Any, Any], snapshot: str, latency_ms: float, jitter_ms: float) -> None:
-    """The emulator's process: seed, report where it listens, then answer the parent's commands."""
-    # Imported here, in the emulator's process only: aiohttp reads SSL_CERT_FILE when it is
-    # imported, and the parent must not import it before it knows the emulator's CA.
-    from retention.planner import make_plan  # noqa: PLC0415
-    from retention.policyload import load_policy  # noqa: PLC0415
-    from retention.timefmt import parse_time  # noqa: PLC0415
-    from tests.emulator import Emulator  # noqa: PLC0415
-
-    emulator = Emulator().start()
-    try:
-        started = time.perf_counter()
-        emulator.seed_file(snapshot, content_addressed=True)
-        seeded_s = time.perf_counter() - started
-        emulator.faults.latency_ms, emulator.faults.jitter_ms = latency_ms, jitter_ms
-        pipe.send({"endpoint": emulator.endpoint, "ca_file": emulator.ca_file, "seed_s": seeded_s})
-        while True:
-            command, *arguments = pipe.recv()
-            if command == "counters":
-                pipe.send(emulator.counters.snapshot())
-            elif command == "reset":
-                emulator.counters.reset()
-                pipe.send(None)
-            elif command == "cpu":
-                pipe.send(cpu_seconds())
-            elif command == "plan-summary":
-                # The reference for the live plan: the same planner over what the emulator holds,
-                # not over the generated file, whose digests the content-addressed seed renamed.
-                policy_paths, now = arguments
-                plan = make_plan(load_policy(policy_paths), emulator.dump().repositories, now=parse_time(now))
-                pipe.send(plan.summary())
-            elif command == "stop":
-                pipe.send(None)
-                return
-            else:
-                pipe.send(ValueError(f"unknown command {command!r}"))
-    finally:
-        emulator.stop()
-
-
-class EmulatorProcess:
-    """The parent's handle on the emulator's process (spawned, so no state leaks from here)."""
-
-    def __init__(self, snapshot: Path, latency_ms: float, jitter_ms: float) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._pipe, child = context.Pipe()
-        self._process = context.Process(
-            target=serve_emulator,
-            args=(child, str(snapshot), latency_ms, jitter_ms),
-            name="acr-emulator",
-            daemon=True,
-        )
-        self._process.start()
-        child.close()
-        ready: dict[str, Any] | None = None
-        # A child that failed has closed its end (EOF) and printed its own traceback; one that
-        # hangs is given up on after the timeout.
-        with contextlib.suppress(EOFError):
-            ready = self._pipe.recv() if self._pipe.poll(READY_TIMEOUT_S) else None
-        if ready is None:
-            self.kill()
-            raise SystemExit("the emulator process did not start")
-        self.endpoint: str = ready["endpoint"]
-        self.ca_file: str = ready["ca_file"]
-        self.seed_s: float = ready["seed_s"]
-
-    def ask(self, *command: Any) -> Any:
-        self._pipe.send(command)
-        answer = self._pipe.recv()
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    def stop(self) -> None:
-        if self._process.is_alive():
-            # A child that already died has nothing to answer; kill() below still reaps it.
-            with contextlib.suppress(EOFError, BrokenPipeError):
-                self.ask("stop")
-            self._process.join(timeout=30)
-        self.kill()
-
-    def kill(self) -> None:
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(timeout=10)
 
 
 # --- the variants, each in a fresh interpreter ----------------------------------------------
 
 
-def run_snapshot(endpoint: str, concurrency: int) -> dict[str, Any]:
+def _client_figures(processes: int) -> dict[str, Any]:
+    """CPU and peak RSS of this interpreter, plus its reader processes (joined by now) if it had any."""
+    return {
+        "rss_mib": peak_rss_mib(),
+        "cpu_s": cpu_seconds() + cpu_seconds(resource.RUSAGE_CHILDREN),
+        "readers_rss_mib": peak_rss_mib(resource.RUSAGE_CHILDREN) if processes > 1 else None,
+    }
+
+
+def run_snapshot(endpoint: str, concurrency: int, processes: int) -> dict[str, Any]:
     from retention.pipeline import snapshot_registry  # noqa: PLC0415 - see run_variant
     from retention.registry import Connection, RegistryTarget  # noqa: PLC0415
     from retention.snapshot import open_snapshot  # noqa: PLC0415
@@ -175,6 +81,7 @@ def run_snapshot(endpoint: str, concurrency: int) -> dict[str, Any]:
         target=RegistryTarget.parse(endpoint),
         credential=AsyncFakeCredential("bench-aad-token"),
         concurrency=concurrency,
+        processes=processes,
     )
     with tempfile.TemporaryDirectory(prefix="bench-inventory-") as scratch:
         out = Path(scratch) / "snapshot.json"
@@ -182,7 +89,7 @@ def run_snapshot(endpoint: str, concurrency: int) -> dict[str, Any]:
         with out.open("w", encoding="utf-8") as handle:
             repositories = snapshot_registry(connection, handle, taken_at=datetime.now(UTC))
         wall = time.perf_counter() - started
-        figures: dict[str, Any] = {"wall_s": wall, "rss_mib": peak_rss_mib(), "cpu_s": cpu_seconds()}
+        figures: dict[str, Any] = {"wall_s": wall, **_client_figures(processes)}
         # Counted after the peak was taken: reading the file back is not part of the run.
         manifests = tags = 0
         for repository in open_snapshot(out).repositories():
@@ -194,7 +101,9 @@ def run_snapshot(endpoint: str, concurrency: int) -> dict[str, Any]:
     return figures
 
 
-def run_plan(endpoint: str, concurrency: int, policy_paths: list[str], now: str) -> dict[str, Any]:
+def run_plan(
+    endpoint: str, concurrency: int, processes: int, policy_paths: list[str], now: str
+) -> dict[str, Any]:
     from retention.pipeline import plan_from_registry  # noqa: PLC0415 - see run_variant
     from retention.policyload import load_policy  # noqa: PLC0415
     from retention.registry import Connection, RegistryTarget  # noqa: PLC0415
@@ -206,6 +115,7 @@ def run_plan(endpoint: str, concurrency: int, policy_paths: list[str], now: str)
         target=RegistryTarget.parse(endpoint),
         credential=AsyncFakeCredential("bench-aad-token"),
         concurrency=concurrency,
+        processes=processes,
     )
     started = time.perf_counter()
     # As `plan --registry --now T`: ages from T, the inventory dated when it was read.
@@ -214,8 +124,7 @@ def run_plan(endpoint: str, concurrency: int, policy_paths: list[str], now: str)
     summary = plan.summary()
     return {
         "wall_s": wall,
-        "rss_mib": peak_rss_mib(),
-        "cpu_s": cpu_seconds(),
+        **_client_figures(processes),
         "repositories": summary["repositories"],
         "manifests": summary["manifests"],
         "summary": summary,
@@ -260,38 +169,13 @@ def run_variant(args: argparse.Namespace) -> dict[str, Any]:
     # As the CLI: JSON log lines on stderr, which the parent scans for skipped repositories.
     logs.configure("json", "info")
     if args.run_variant == "snapshot":
-        return run_snapshot(args.endpoint, args.concurrency)
+        return run_snapshot(args.endpoint, args.concurrency, args.processes[0])
     if args.run_variant == "plan":
-        return run_plan(args.endpoint, args.concurrency, args.policy, args.now)
+        return run_plan(args.endpoint, args.concurrency, args.processes[0], args.policy, args.now)
     return run_quickstart(args.endpoint, args.limit)
 
 
 # --- the parent -----------------------------------------------------------------------------
-
-
-def cached_snapshot(repositories: int, manifests_per_repo: int, seed: int) -> Path:
-    """The generated registry for these parameters, from benchmarks/out/ or written there first."""
-    target = CACHE / f"snapshot-{repositories}x{manifests_per_repo}-seed{seed}.json"
-    if target.exists():
-        print(f"using cached {_shown(target)}", flush=True)
-        return target
-    CACHE.mkdir(exist_ok=True)
-    print(f"generating {_shown(target)} ...", flush=True)
-    command = [
-        sys.executable,
-        str(HERE / "gen_snapshot.py"),
-        f"--repositories={repositories}",
-        f"--manifests-per-repo={manifests_per_repo}",
-        f"--seed={seed}",
-        f"--out={target}",
-    ]
-    subprocess.run(command, check=True)
-    return target
-
-
-def _shown(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def measure(
@@ -301,6 +185,7 @@ def measure(
     *,
     size: tuple[int, int],
     limit: int | None = None,
+    processes: int = 1,
 ) -> dict[str, Any]:
     """Run one variant in a fresh interpreter and add the emulator's view of it."""
     command = [
@@ -312,6 +197,8 @@ def measure(
         emulator.endpoint,
         "--concurrency",
         str(args.concurrency),
+        "--processes",
+        str(processes),
         "--now",
         args.now,
     ]
@@ -329,7 +216,8 @@ def measure(
         sys.stderr.write(done.stderr)
         raise SystemExit(f"variant {variant} failed with exit code {done.returncode}")
     figures: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-    figures.update(variant=variant, size=size, counts=counts, server_cpu_s=server_cpu)
+    label = variant if variant == "quickstart" else f"{variant} p{processes}"
+    figures.update(variant=label, base=variant, size=size, counts=counts, server_cpu_s=server_cpu)
     figures["skipped"] = sum(1 for line in done.stderr.splitlines() if '"repository_skipped"' in line)
     by_operation: dict[str, dict[str, int]] = counts["by_operation"]
     phases: dict[str, int] = counts["by_phase"]
@@ -370,7 +258,7 @@ def _cell(value: float | None, digits: int) -> str:
 
 
 COLUMNS: tuple[tuple[str, int], ...] = (
-    ("variant", 12),
+    ("variant", 13),
     ("wall s", 8),
     ("repos/s", 9),
     ("manifests/s", 12),
@@ -412,15 +300,18 @@ def table_header() -> str:
 def report(args: argparse.Namespace, snapshot: Path, seed_s: float, results: list[dict[str, Any]]) -> None:
     repositories, per_repo = args.repositories, args.manifests_per_repo
     print()
-    print(f"registry      {_shown(snapshot)}: {repositories:,} repositories x {per_repo} manifests")
+    print(f"registry      {shown(snapshot)}: {repositories:,} repositories x {per_repo} manifests")
     print(f"              seeded content-addressed in {seed_s:.1f} s (not part of any figure)")
     print(
         f"emulator      +{args.latency_ms:g} ms per request"
         + (f" + up to {args.jitter_ms:g} ms jitter" if args.jitter_ms else "")
         + ", its own process"
     )
-    policies = ", ".join(_shown(Path(p)) for p in args.policy)
-    print(f"acr-retention --concurrency {args.concurrency}; plan: policy {policies}, now {args.now}")
+    policies = ", ".join(shown(Path(p)) for p in args.policy)
+    print(
+        f"acr-retention --concurrency {args.concurrency}; pN: --processes N; plan: policy {policies},"
+        f" now {args.now}"
+    )
     print(
         f"machine       {os.cpu_count()} CPUs, {platform.system()} {platform.machine()},"
         f" Python {platform.python_version()}"
@@ -451,6 +342,10 @@ def report(args: argparse.Namespace, snapshot: Path, seed_s: float, results: lis
         print(f"  {op:<22}" + "".join(f"{_cell(r['operations'].get(op, 0), 0):>14}" for r in results))
     print(f"  {'(401 challenges)':<22}" + "".join(f"{_cell(r['challenges'], 0):>14}" for r in results))
     print(f"{'client CPU s':<24}" + "".join(f"{_cell(r['cpu_s'], 2):>14}" for r in results))
+    print(
+        f"{'readers peak RSS MiB':<24}"
+        + "".join(f"{_cell(r.get('readers_rss_mib'), 0):>14}" for r in results)
+    )
     print(f"{'emulator CPU s':<24}" + "".join(f"{_cell(r['server_cpu_s'], 2):>14}" for r in results))
     print(f"{'manifests listed':<24}" + "".join(f"{_cell(r['manifests'], 0):>14}" for r in results))
     print(f"{'skipped repositories':<24}" + "".join(f"{r['skipped']:>14}" for r in results))
@@ -464,7 +359,7 @@ def report(args: argparse.Namespace, snapshot: Path, seed_s: float, results: lis
             )
 
     by_name = {r["variant"]: r for r in results}
-    ours = [by_name[name] for name in ("snapshot", "plan") if name in by_name]
+    ours = [r for r in results if r["base"] in ("snapshot", "plan")]
     print()
     print(
         f"targets (the issue's: 1,000 x 100 at 20 ms;"
@@ -500,19 +395,29 @@ def report(args: argparse.Namespace, snapshot: Path, seed_s: float, results: lis
 
 def _target(label: str, result: dict[str, Any], value: str, met: bool, note: str = "") -> None:
     verdict = "met" if met else "MISSED"
-    print(f"  {label:<28}{result['variant']:<10}{value:>10}  {verdict:<7}{note}".rstrip())
+    print(f"  {label:<28}{result['variant']:<13}{value:>10}  {verdict:<7}{note}".rstrip())
 
 
 def report_scale(scaled: list[dict[str, Any]]) -> None:
     print()
     print("memory bound (peak RSS of the client as the registry grows):")
-    print(f"  {'variant':<10}{'size':>14}{'manifests':>12}{'wall s':>9}{'peak RSS MiB':>14}")
+    print(f"  {'variant':<13}{'size':>14}{'manifests':>12}{'wall s':>9}{'peak RSS MiB':>14}")
     for result in sorted(scaled, key=lambda r: (r["variant"], r["size"])):
         size = f"{result['size'][0]:,} x {result['size'][1]}"
         print(
-            f"  {result['variant']:<10}{size:>14}{result['manifests']:>12,}"
+            f"  {result['variant']:<13}{size:>14}{result['manifests']:>12,}"
             f"{result['wall_s']:>9.2f}{result['rss_mib']:>14,.0f}"
         )
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every value must be at least 1")
+    return values
 
 
 def _positive(text: str) -> int:
@@ -533,7 +438,14 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency",
         type=_positive,
         default=8,
-        help="repositories acr-retention reads at once (default 8)",
+        help="repositories acr-retention reads at once, per reader process (default 8)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=_counts,
+        default=[1, 2],
+        metavar="N[,N...]",
+        help="acr-retention's --processes; the snapshot and plan variants run once per value (default 1,2)",
     )
     parser.add_argument(
         "--variants",
@@ -581,18 +493,22 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["SSL_CERT_FILE"] = emulator.ca_file
         os.environ["REQUESTS_CA_BUNDLE"] = emulator.ca_file
         for variant in variants:
-            limit = args.baseline_repositories if variant == "quickstart" else None
-            print(f"running {variant} ...", flush=True)
-            result = measure(emulator, variant, args, size=size, limit=limit)
-            if variant == "plan":
-                result["reference_summary"] = emulator.ask("plan-summary", args.policy, args.now)
-            results.append(result)
+            if variant == "quickstart":
+                print("running quickstart ...", flush=True)
+                results.append(measure(emulator, variant, args, size=size, limit=args.baseline_repositories))
+                continue
+            for processes in args.processes:
+                print(f"running {variant} --processes {processes} ...", flush=True)
+                result = measure(emulator, variant, args, size=size, processes=processes)
+                if variant == "plan":
+                    result["reference_summary"] = emulator.ask("plan-summary", args.policy, args.now)
+                results.append(result)
     finally:
         emulator.stop()
     report(args, snapshot, emulator.seed_s, results)
 
     if args.scale_check:
-        scaled = [r for r in results if r["variant"] in ("snapshot", "plan")]
+        scaled = [r for r in results if r["base"] in ("snapshot", "plan")]
         bigger = (args.repositories * 2, args.manifests_per_repo)
         snapshot = cached_snapshot(*bigger, args.seed)
         print(f"\nscale check: {bigger[0]:,} x {bigger[1]} ...", flush=True)
@@ -602,8 +518,9 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["REQUESTS_CA_BUNDLE"] = emulator.ca_file
             for variant in ("snapshot", "plan"):
                 if variant in variants:
-                    print(f"running {variant} ...", flush=True)
-                    scaled.append(measure(emulator, variant, args, size=bigger))
+                    for processes in args.processes:
+                        print(f"running {variant} --processes {processes} ...", flush=True)
+                        scaled.append(measure(emulator, variant, args, size=bigger, processes=processes))
         finally:
             emulator.stop()
         report_scale(scaled)

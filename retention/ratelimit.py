@@ -4,27 +4,31 @@ ACR throttles per registry and per identity with token buckets, separately
 for reads, writes (PUT/PATCH/POST) and deletes (ops.md §1.1), and answers
 429 with a Retry-After that counts down to the refill. A limiter paces
 requests at a rate that starts from a budget and adapts as TCP's congestion
-control does: additive increase while requests succeed, multiplicative
-decrease on a 429, and Retry-After waited out by every worker at once.
+control does: it grows while requests succeed, shrinks on a 429, and every
+worker waits out Retry-After.
 
-Two details keep the 429 share low when the budget is set above what the
-registry grants (a Premium preset on a Standard registry, or another job
-sharing the identity's bucket):
+Set above what the registry grants (a Premium preset on a Standard registry,
+another job sharing the identity's bucket), the rate saws around the
+registry's: it grows until the registry's bucket runs dry, and every tooth
+costs the 429s of the requests in flight at that moment. Three choices keep
+that under 2% (tests/ratesim.py simulates them, benchmarks/apply.md measures
+them against the emulator):
 
 - Epochs. Each request carries the epoch it was sent in; a decrease starts a
-  new epoch. The requests already in flight at the old rate answer 429 too,
-  but only the first 429 of an epoch decreases the rate, and only successes
-  sent at the current rate raise it. Halving once per in-flight request would
-  collapse the rate to the floor; raising it on stale successes would push it
-  straight back into the wall.
-- A small, multiplicative increase step: 0.5% per success at the current rate.
-  Above the registry's rate the limiter saws between half a rate and the rate
-  where the registry's bucket runs dry, and each saw tooth costs about one
-  429. Growing by 0.5% per success makes a tooth about 140 successes long
-  whatever the budget (ln 2 / ln 1.005), so 429s stay near 1% even when the
-  budget is ten times what the registry grants; a step proportional to the
-  budget made teeth shorter the more the budget overshot (tests/ratesim.py
-  simulates both).
+  new epoch. Requests already in flight at the old rate answer 429 too, but
+  only the first 429 of an epoch decreases the rate, and only successes sent
+  at the current rate raise it. Halving once per in-flight 429 collapsed the
+  rate; raising it on stale successes pushed it straight back into the wall.
+- Slow growth: 0.1% per success at the current rate, so a tooth lasts a few
+  hundred successes whatever the budget (a step proportional to the budget
+  made teeth shorter the more the budget overshot: 15% of requests answered
+  429 at four times the registry's rate).
+- A gentle cut: 30%, not half. Against a registry whose bucket allows only a
+  short burst, what a deeper cut leaves unused is lost (75% of its rate with
+  halving, about 90% with a 30% cut).
+
+The executor takes a budget only once it has a free slot, right before
+sending, so a cut applies to the very next request.
 """
 
 from __future__ import annotations
@@ -52,13 +56,13 @@ SKU_LIMITS: dict[str, dict[OperationClass, float]] = {
     "premium": {OperationClass.READ: 10000, OperationClass.WRITE: 2000, OperationClass.DELETE: 2000},
 }
 
-DECREASE_FACTOR = 0.5
-INCREASE_STEPS = 200  # each success at the current rate raises it by 1/INCREASE_STEPS
+DECREASE_FACTOR = 0.7
+INCREASE_STEPS = 1000  # each success at the current rate raises it by 1/INCREASE_STEPS
 
 
 @dataclass
 class AdaptiveLimiter:
-    """Paces requests at `per_minute`, which adapts: halved on 429, raised on success.
+    """Paces requests at `per_minute`, which adapts: cut by 30% on a 429, raised on success.
 
     `reserve` is the pure core (the clock is a parameter of the limiter, so a
     simulation can drive it); `acquire` waits for the reserved slot.
@@ -122,7 +126,7 @@ class AdaptiveLimiter:
         self._next_slot = max(now, self._paused_until)
 
     def succeeded(self, sent_in: int | None = None) -> None:
-        """A success at the current rate: 0.5% up, never past the ceiling."""
+        """A success at the current rate: 0.1% up, never past the ceiling."""
         if sent_in is not None and sent_in != self._epoch:
             return
         ceiling = self.ceiling_per_minute or self.per_minute
