@@ -61,10 +61,12 @@ def test_only_the_first_429_of_an_epoch_decreases_the_rate() -> None:
     epochs = [asyncio.run(limiter.acquire()) for _ in range(8)]
     for epoch in epochs:
         limiter.throttled(None, sent_in=epoch)
-    assert (limiter.per_minute, limiter.decreases, limiter.throttled_count) == (pytest.approx(420), 1, 8)
+    assert limiter.per_minute == pytest.approx(420)
+    assert (limiter.decreases, limiter.throttled_count) == (1, 8)
     # A 429 for a request sent at the new rate is news: the registry grants even less.
     limiter.throttled(None, sent_in=asyncio.run(limiter.acquire()))
-    assert (limiter.per_minute, limiter.decreases) == (pytest.approx(294), 2)
+    assert limiter.per_minute == pytest.approx(294)
+    assert limiter.decreases == 2
 
 
 def test_a_slot_reserved_before_a_decrease_is_spaced_at_the_new_rate() -> None:
