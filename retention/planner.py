@@ -221,17 +221,7 @@ def _plan_repository(
     by_created = policy.settings.order_by is OrderBy.CREATED
     include_locked = policy.settings.include_locked
 
-    # Rule matching (policy.md §3) for images; `newest` ranks the images that pass the rest.
-    matched: dict[str, list[Rule]] = {}
-    for check in checks:
-        passing = [m for m in images if _selects(check, m, by_created=by_created)]
-        newest = check.rule.newest
-        if newest is not None:
-            passing.sort(key=lambda m: m.digest)
-            passing.sort(key=lambda m: _time(m, by_created=by_created), reverse=True)
-            del passing[newest:]
-        for manifest in passing:
-            matched.setdefault(manifest.digest, []).append(check.rule)
+    matched = _match(checks, images, by_created=by_created)
 
     decisions: dict[str, _Decision] = {}
     reasons: dict[str, list[str]] = {}
@@ -272,17 +262,28 @@ def _plan_repository(
         )
         bytes_upper_bound += manifest.size_bytes or 0
 
-    actions.extend(
-        _lock_actions(
-            repository=name,
-            checks=checks,
-            nodes=nodes,
-            images=images,
-            matched=matched,
-            deleted=deleted,
-            conflicts=conflicts,
+    lock_checks = [c for c in checks if c.rule.action is RuleAction.LOCK]
+    if lock_checks:
+        # Lock rules apply to the repository as this plan leaves it (policy.md §5: the same policy
+        # run again plans no property change). Deletions can turn a survivor into an image: a
+        # signature whose subject goes but which an index still lists, or the next image up a lock
+        # rule's `newest` ranking.
+        after_nodes = nodes
+        after_images = images
+        after_matched = matched
+        if deleted:
+            after_nodes = _build_graph(tuple(n.manifest for d, n in nodes.items() if d not in deleted))
+            after_images = [n.manifest for n in after_nodes.values() if not n.is_dependent]
+            after_matched = _match(lock_checks, after_images, by_created=by_created)
+        actions.extend(
+            _lock_actions(
+                repository=name,
+                nodes=after_nodes,
+                images=after_images,
+                matched=after_matched,
+                conflicts=conflicts,
+            )
         )
-    )
 
     kept: list[Kept] = []
     untouched: list[Kept] = []
@@ -309,6 +310,21 @@ def _plan_repository(
         bytes_upper_bound=bytes_upper_bound,
     )
     return _RepositoryPlan(actions=actions, kept=kept, untouched=untouched, summary=summary)
+
+
+def _match(checks: list[_RuleCheck], images: list[Manifest], *, by_created: bool) -> dict[str, list[Rule]]:
+    """Rule matching (policy.md §3) for images; `newest` ranks the images that pass the rest."""
+    matched: dict[str, list[Rule]] = {}
+    for check in checks:
+        passing = [m for m in images if _selects(check, m, by_created=by_created)]
+        newest = check.rule.newest
+        if newest is not None:
+            passing.sort(key=lambda m: m.digest)
+            passing.sort(key=lambda m: _time(m, by_created=by_created), reverse=True)
+            del passing[newest:]
+        for manifest in passing:
+            matched.setdefault(manifest.digest, []).append(check.rule)
+    return matched
 
 
 def _time(manifest: Manifest, *, by_created: bool) -> datetime:
@@ -436,16 +452,15 @@ def _protectors(node: _Node, deleted: dict[str, None]) -> list[str]:
 def _lock_actions(
     *,
     repository: str,
-    checks: list[_RuleCheck],
     nodes: dict[str, _Node],
     images: list[Manifest],
     matched: dict[str, list[Rule]],
-    deleted: dict[str, None],
     conflicts: list[str],
 ) -> list[Action]:
-    """policy.md §5: only what differs, on manifests, matching tags, and an index's children."""
-    if not any(c.rule.action is RuleAction.LOCK for c in checks):
-        return []
+    """policy.md §5: only what differs, on manifests, matching tags, and an index's children.
+
+    `nodes` and `images` are the repository as the plan's deletions leave it.
+    """
     manifest_wants: dict[str, _Wanted] = {}
     tag_wants: dict[tuple[str, str], _Wanted] = {}
     for manifest in images:
@@ -479,8 +494,6 @@ def _lock_actions(
 
     actions: list[Action] = []
     for digest, wanted in manifest_wants.items():
-        if digest in deleted:
-            continue
         manifest = nodes[digest].manifest
         changes = _differences(wanted, manifest.value)
         if changes:
@@ -494,8 +507,6 @@ def _lock_actions(
                 )
             )
     for (tag_name, digest), wanted in tag_wants.items():
-        if digest in deleted:
-            continue
         tag = next(t for t in nodes[digest].manifest.tags if t.name == tag_name)
         changes = _differences(wanted, tag.value)
         if changes:

@@ -270,6 +270,47 @@ def test_second_run_of_a_lock_policy_is_empty() -> None:
     assert plan.actions == ()
 
 
+def test_lock_rules_see_the_repository_as_the_deletions_leave_it() -> None:
+    """A signature whose subject is deleted but which an index still lists becomes an image.
+
+    Found by the idempotence property: the first plan locked only the index's tags, so the second
+    run found the orphaned signature's tag to lock. Lock rules now plan against the survivors.
+    """
+    pol = policy(
+        rule("lock-tagged", "lock", tag_state="tagged", set={"write_enabled": False}),
+        rule("untagged", "delete", tag_state="untagged"),
+        include_locked=True,
+    )
+    repo = repository(
+        "r",
+        manifest("02", can_delete=False, can_write=False),
+        manifest("01", tags=("sha256-02.sig",), can_delete=False, can_write=False),
+        manifest("04", tags=("v1",), references=("sha256:01",), can_delete=False, can_write=False),
+    )
+    plan = plan_of(pol, repo)
+    assert list(deleted(plan)) == ["02"]
+    tag_changes = [(a.tag, a.set) for a in plan.actions if isinstance(a, SetTagProperties)]
+    assert sorted(tag_changes) == [
+        ("sha256-02.sig", ((Property.WRITE_ENABLED, False),)),
+        ("v1", ((Property.WRITE_ENABLED, False),)),
+    ]
+
+
+def test_a_lock_rules_newest_ranks_the_images_that_survive() -> None:
+    """`newest: 1` of a lock rule that does not keep moves to the next image when the first goes."""
+    pol = policy(
+        rule("hide-newest", "lock", newest=1, set={"read_enabled": False}),
+        rule("drop-recent", "delete", newer_than="36h"),
+    )
+    repo = repository(
+        "r", manifest("a1", age_days=1, tags=("build-2",)), manifest("a2", age_days=2, tags=("v1",))
+    )
+    plan = plan_of(pol, repo)
+    assert list(deleted(plan)) == ["a1"]
+    changes = [(a.digest, a.set) for a in plan.actions if isinstance(a, SetManifestProperties)]
+    assert changes == [("sha256:a2", ((Property.READ_ENABLED, False),))]
+
+
 def test_unlocking_rule_does_not_keep_and_locked_image_is_still_kept_this_run() -> None:
     """A lock rule that sets write_enabled: true unlocks, but does not count as a keep."""
     pol = policy(rule("prune", "delete"), rule("open", "lock", set={"write_enabled": True}))
