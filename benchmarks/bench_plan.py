@@ -25,13 +25,14 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from harness import CACHE, DEFAULT_NOW, HERE, MIB, cached_snapshot, peak_rss_mib, shown
 
 from retention.pipeline import plan_from_snapshot
 from retention.plan import iter_plan_json
@@ -41,23 +42,13 @@ from retention.policyload import load_policy
 from retention.snapshot import load_snapshot
 from retention.timefmt import parse_time
 
-HERE = Path(__file__).resolve().parent
 DEFAULT_POLICY = HERE / "bench-policy.yaml"
-CACHE = HERE / "out"
-DEFAULT_NOW = "2026-11-26T00:00:00Z"
 VARIANTS = ("streamed", "materialised", "naive")
-MIB = 1024 * 1024
 # The issue's target for 1,000,000 manifests in 10,000 repositories on a 2-core machine.
 TARGET_MANIFESTS = 1_000_000
 TARGET_REPOSITORIES = 10_000
 TARGET_SECONDS = 30.0
 TARGET_RSS_MIB = 2048.0
-
-
-def peak_rss_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return peak / MIB if sys.platform == "darwin" else peak / 1024
 
 
 def run_variant(variant: str, snapshot: str, policy: Policy, now: str) -> dict[str, Any]:
@@ -100,37 +91,6 @@ def run_variant(variant: str, snapshot: str, policy: Policy, now: str) -> dict[s
     return figures
 
 
-def generate(repositories: int, manifests_per_repo: int, seed: int) -> Path:
-    """The cached snapshot for these parameters, generated first when missing.
-
-    Dated relative to the generator's default `--now` (the same as ours), so the file name is the
-    whole cache key; planning with another `--now` just ages the same registry.
-    """
-    target = CACHE / f"snapshot-{repositories}x{manifests_per_repo}-seed{seed}.json"
-    if target.exists():
-        print(f"using cached {_shown(target)}", flush=True)
-        return target
-    CACHE.mkdir(exist_ok=True)
-    print(f"generating {_shown(target)} ...", flush=True)
-    command = [
-        sys.executable,
-        str(HERE / "gen_snapshot.py"),
-        f"--repositories={repositories}",
-        f"--manifests-per-repo={manifests_per_repo}",
-        f"--seed={seed}",
-        f"--out={target}",
-    ]
-    started = time.perf_counter()
-    subprocess.run(command, check=True)
-    print(f"generated in {time.perf_counter() - started:.1f} s")
-    return target
-
-
-def _shown(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
-
-
 def measure(variant: str, snapshot: Path, policies: list[str], now: str) -> dict[str, Any]:
     command = [sys.executable, __file__, "--run-variant", variant, "--snapshot", str(snapshot), "--now", now]
     for policy in policies:
@@ -163,9 +123,9 @@ def report(snapshot: Path, policies: list[str], now: str, results: list[dict[str
     summary: dict[str, int] = first["summary"]
     manifests = summary["manifests"]
     print()
-    print(f"snapshot      {_shown(snapshot)} ({snapshot.stat().st_size / MIB:,.1f} MiB)")
+    print(f"snapshot      {shown(snapshot)} ({snapshot.stat().st_size / MIB:,.1f} MiB)")
     print(f"              {summary['repositories']:,} repositories, {manifests:,} manifests")
-    print(f"policy        {', '.join(_shown(Path(p)) for p in policies)}")
+    print(f"policy        {', '.join(shown(Path(p)) for p in policies)}")
     print(f"now           {now}")
     print(
         f"machine       {os.cpu_count()} CPUs, {platform.system()} {platform.machine()},"
@@ -287,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not variants:
         parser.error(f"--variants: choose from {', '.join(VARIANTS)}")
     snapshot = (
-        generate(args.repositories, args.manifests_per_repo, args.seed)
+        cached_snapshot(args.repositories, args.manifests_per_repo, args.seed)
         if args.generate
         else Path(args.snapshot)
     )

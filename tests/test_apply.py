@@ -369,22 +369,9 @@ def test_sigterm_stops_new_actions_and_reports_every_one(emulator: Emulator, tmp
     """A CronJob deadline (SIGTERM): in-flight actions finish, the rest are reported skipped, exit 143."""
     emulator.seed_file(EXAMPLE, content_addressed=True)
     plan = offline_plan(emulator.dump())
-    emulator.faults.latency_ms = 40
-    env = {**os.environ, registry.ACCESS_TOKEN_VARIABLE: "aad-token", "SSL_CERT_FILE": emulator.ca_file}
     report = tmp_path / "report.jsonl"
-    command = [
-        sys.executable,
-        "-m",
-        "retention",
-        *apply_args(emulator, "--policy", POLICY, "--yes", "--concurrency", "2", "--report", str(report)),
-    ]
-    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not report.exists() or len(report.read_text().splitlines()) < 5):
-        time.sleep(0.05)
-    job.send_signal(signal.SIGTERM)
-    _, err = job.communicate(timeout=60)
-    assert job.returncode == 143, err
+    code, err = apply_until_sigterm(emulator, report)
+    assert code == 143, err
     assert "stopped by SIGTERM" in err
     outcomes = records(report.read_text())
     assert len(outcomes) == len(plan.actions)
@@ -428,3 +415,35 @@ def test_a_tampered_saved_plan_is_refused_by_apply(
     assert code == 1
     assert "the plan was changed after it was made (plan_sha256 does not match)" in err
     assert emulator.dump() == before
+
+
+def apply_until_sigterm(
+    emulator: Emulator, report: Path, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """`apply --policy` in a process of its own, sent SIGTERM once five actions are reported.
+
+    40 ms per request keeps the run going long enough to be interrupted half-way. Returns the
+    exit code and stderr.
+    """
+    emulator.faults.latency_ms = 40
+    command = [
+        sys.executable,
+        "-m",
+        "retention",
+        *apply_args(emulator, "--policy", POLICY, "--yes", "--concurrency", "2", "--report", str(report)),
+    ]
+    environment = {
+        **os.environ,
+        registry.ACCESS_TOKEN_VARIABLE: "aad-token",
+        "SSL_CERT_FILE": emulator.ca_file,
+        **(env or {}),
+    }
+    job = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment, text=True
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not report.exists() or len(report.read_text().splitlines()) < 5):
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=60)
+    return job.returncode, err

@@ -7,11 +7,8 @@ gateway understood it, and the last-success timestamp surviving failed runs.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -22,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from retention import metrics, registry
+from retention import metrics
 from retention.metrics import PushError, Pushgateway, RunMetrics, exposition, push
 from retention.plan import DeleteManifest
 from tests.conftest import run_cli
-from tests.test_apply import EXAMPLE, POLICY, apply_args, offline_plan, records
+from tests.test_apply import EXAMPLE, POLICY, apply_args, apply_until_sigterm, offline_plan, records
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -464,27 +461,9 @@ def test_an_apply_stopped_by_sigterm_pushes_exit_143_without_success(
 ) -> None:
     """A CronJob deadline: the interrupted run still pushes (from $ACR_RETENTION_PUSHGATEWAY), minus success."""
     emulator.seed_file(EXAMPLE, content_addressed=True)
-    emulator.faults.latency_ms = 40
-    env = {
-        **os.environ,
-        registry.ACCESS_TOKEN_VARIABLE: "aad-token",
-        "SSL_CERT_FILE": emulator.ca_file,
-        "ACR_RETENTION_PUSHGATEWAY": pushgateway.url,
-    }
     report = tmp_path / "report.jsonl"
-    command = [
-        sys.executable,
-        "-m",
-        "retention",
-        *apply_args(emulator, "--policy", POLICY, "--yes", "--concurrency", "2", "--report", str(report)),
-    ]
-    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not report.exists() or len(report.read_text().splitlines()) < 5):
-        time.sleep(0.05)
-    job.send_signal(signal.SIGTERM)
-    _, err = job.communicate(timeout=60)
-    assert job.returncode == 143, err
+    code, err = apply_until_sigterm(emulator, report, {"ACR_RETENTION_PUSHGATEWAY": pushgateway.url})
+    assert code == 143, err
     got = apply_group(emulator, pushgateway)
     assert "acr_retention_last_success_timestamp_seconds" not in got
     assert got["acr_retention_run_exit_code"] == 143
