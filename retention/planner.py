@@ -265,22 +265,22 @@ def _plan_repository(
     lock_checks = [c for c in checks if c.rule.action is RuleAction.LOCK]
     if lock_checks:
         # Lock rules apply to the repository as this plan leaves it (policy.md §5: the same policy
-        # run again plans no property change). Deletions can turn a survivor into an image: a
-        # signature whose subject goes but which an index still lists, or the next image up a lock
-        # rule's `newest` ranking.
-        after_nodes = nodes
-        after_images = images
-        after_matched = matched
-        if deleted:
-            after_nodes = _build_graph(tuple(n.manifest for d, n in nodes.items() if d not in deleted))
-            after_images = [n.manifest for n in after_nodes.values() if not n.is_dependent]
-            after_matched = _match(lock_checks, after_images, by_created=by_created)
+        # run again plans no property change). Deletions can turn a survivor into an image (a
+        # signature whose subject goes while an index still lists it) or move a `newest` ranking;
+        # only then is the survivors' graph rebuilt and matched again.
+        if deleted and _deletions_reshape(nodes, deleted, lock_checks):
+            after = _build_graph(tuple(n.manifest for d, n in nodes.items() if d not in deleted))
+            after_images = [n.manifest for n in after.values() if not n.is_dependent]
+            lock_plan = (after, after_images, _match(lock_checks, after_images, by_created=by_created))
+        else:
+            lock_plan = (nodes, images, matched)
         actions.extend(
             _lock_actions(
                 repository=name,
-                nodes=after_nodes,
-                images=after_images,
-                matched=after_matched,
+                nodes=lock_plan[0],
+                images=lock_plan[1],
+                matched=lock_plan[2],
+                deleted=deleted,
                 conflicts=conflicts,
             )
         )
@@ -325,6 +325,30 @@ def _match(checks: list[_RuleCheck], images: list[Manifest], *, by_created: bool
         for manifest in passing:
             matched.setdefault(manifest.digest, []).append(check.rule)
     return matched
+
+
+def _deletions_reshape(
+    nodes: dict[str, _Node], deleted: dict[str, None], lock_checks: list[_RuleCheck]
+) -> bool:
+    """Whether lock rules could match differently once `deleted` is gone (cheap; exact is not needed).
+
+    True when an image goes and a lock rule ranks with `newest`, or when a survivor loses the last
+    parent that made it a dependent.
+    """
+    if any(c.rule.newest is not None for c in lock_checks) and any(
+        not nodes[d].is_dependent for d in deleted
+    ):
+        return True
+    for digest in deleted:
+        for follower in nodes[digest].dependents:
+            if follower in deleted:
+                continue
+            node = nodes[follower]
+            subjects = any(s not in deleted for s in node.subjects)
+            listed = any(p not in deleted for p in node.index_parents)
+            if (subjects or (not node.manifest.tags and listed)) != node.is_dependent:
+                return True
+    return False
 
 
 def _time(manifest: Manifest, *, by_created: bool) -> datetime:
@@ -455,11 +479,12 @@ def _lock_actions(
     nodes: dict[str, _Node],
     images: list[Manifest],
     matched: dict[str, list[Rule]],
+    deleted: dict[str, None],
     conflicts: list[str],
 ) -> list[Action]:
     """policy.md §5: only what differs, on manifests, matching tags, and an index's children.
 
-    `nodes` and `images` are the repository as the plan's deletions leave it.
+    Nothing in `deleted` gets a property change.
     """
     manifest_wants: dict[str, _Wanted] = {}
     tag_wants: dict[tuple[str, str], _Wanted] = {}
@@ -494,6 +519,8 @@ def _lock_actions(
 
     actions: list[Action] = []
     for digest, wanted in manifest_wants.items():
+        if digest in deleted:
+            continue
         manifest = nodes[digest].manifest
         changes = _differences(wanted, manifest.value)
         if changes:
@@ -507,6 +534,8 @@ def _lock_actions(
                 )
             )
     for (tag_name, digest), wanted in tag_wants.items():
+        if digest in deleted:
+            continue
         tag = next(t for t in nodes[digest].manifest.tags if t.name == tag_name)
         changes = _differences(wanted, tag.value)
         if changes:
