@@ -14,7 +14,9 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+import pytest
 
 from retention import registry
 from retention.plan import plan_to_json
@@ -26,8 +28,6 @@ from tests.builders import manifest, repository
 from tests.conftest import run_cli
 
 if TYPE_CHECKING:
-    import pytest
-
     from tests.emulator import Emulator
 
 ROOT_EXAMPLE = "examples/snapshot.json"
@@ -116,6 +116,30 @@ def test_index_children_come_from_content_when_listings_leave_them_out(
     code, out, err = run([*plan_args(emulator), "--format", "json"], capsys)
     assert code == 0, err
     assert json.loads(out)["actions"] == offline_plan(emulator)["actions"]
+
+
+@pytest.mark.parametrize("mode", ["refuse", "drop"])
+def test_a_registry_without_wildcard_scopes_falls_back_to_per_repository_tokens(
+    mode: Literal["refuse", "drop"], emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ABAC registries grant no `repository:*:...` scope; the SDK's challenge gets each exact one.
+
+    "refuse": the token endpoint answers 401; "drop": the token arrives without the wildcard and
+    the request it was sent with answers 401. Either way the plan is the same and each exact scope
+    is challenged for once (5 repositories: metadata_read for the listings, pull for the contents),
+    not once per request: before requests of one scope waited for the first one's token, 8
+    concurrent content reads ran 8 challenges, and a refused wildcard was asked for again by each.
+    """
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    emulator.auth.wildcard_scopes = mode
+    code, out, err = run([*plan_args(emulator), "--format", "json"], capsys)
+    assert code == 0, err
+    live, wanted = json.loads(out), offline_plan(emulator)
+    assert (live["actions"], live["kept"]) == (wanted["actions"], wanted["kept"])
+    counts: dict[str, Any] = emulator.counters.snapshot()
+    assert counts["by_phase"].get("challenge", 0) <= 1 + 2 * 5, counts
+    # One wildcard token request per action (metadata_read, pull) until the registry's answer is known.
+    assert counts["by_operation"]["token"].get(401, 0) <= 2, counts
 
 
 def test_throttling_and_server_errors_are_retried_to_the_same_plan(

@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -123,6 +123,10 @@ class AuthService:
     ) -> None:
         self.anonymous_pull = anonymous_pull
         self.strict_identities = strict_identities
+        # How the token endpoint treats `repository:*:<action>` scopes. "grant" as an RBAC registry;
+        # ABAC registries do not support wildcard repository scopes (ops.md §1.3): "refuse" answers
+        # the request 401, "drop" grants a token without them.
+        self.wildcard_scopes: Literal["grant", "refuse", "drop"] = "grant"
         self.access_token_lifetime = access_token_lifetime
         self.refresh_token_lifetime = refresh_token_lifetime
         self.clock = clock

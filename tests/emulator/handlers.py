@@ -462,5 +462,10 @@ class Handlers:
             return self._unauthorized()
         service = (form.get("service") or [self.config.login_server])[0]
         scopes = parse_scopes(form.get("scope", []))
+        wildcards = [s for s in scopes if s.kind == "repository" and s.name == "*"]
+        if wildcards and self.auth.wildcard_scopes == "refuse":
+            return self._unauthorized()
+        if wildcards and self.auth.wildcard_scopes == "drop":
+            scopes = [s for s in scopes if s not in wildcards]
         self.counters.phase("token")
         return json_response(200, {"access_token": self.auth.access_token(subject, service, scopes)})

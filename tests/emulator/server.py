@@ -201,6 +201,7 @@ class Emulator:
             max_page_size=max_page_size,
             default_page_size=default_page_size,
         )
+        self._token_lifetimes = (access_token_lifetime, refresh_token_lifetime)
         self._options = (
             anonymous_pull,
             list_references,
@@ -345,6 +346,8 @@ class Emulator:
         anonymous_pull, list_references, max_page_size, default_page_size, strict, tag_locks = self._options
         self.auth.anonymous_pull = anonymous_pull
         self.auth.strict_identities = strict
+        self.auth.wildcard_scopes = "grant"
+        self.auth.access_token_lifetime, self.auth.refresh_token_lifetime = self._token_lifetimes
         self.state.strict_tag_locks = tag_locks
         self.config.list_references = list_references
         self.config.max_page_size = max_page_size
