@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from harness import DEFAULT_NOW, SKU, EmulatorProcess, cached_snapshot, cpu_seconds
+from harness import DEFAULT_NOW, SKU, EmulatorProcess, cached_snapshot, cpu_seconds, positive, positive_float
 
 from retention.ratelimit import SKU_LIMITS, OperationClass
 from retention.timefmt import parse_time
@@ -688,24 +688,10 @@ def _pct(part: float, whole: float) -> float | None:
     return 100.0 * part / whole if whole else None
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--repositories", type=_positive, default=50, help="default 50")
-    parser.add_argument("--manifests-per-repo", type=_positive, default=100, help="default 100")
+    parser.add_argument("--repositories", type=positive, default=50, help="default 50")
+    parser.add_argument("--manifests-per-repo", type=positive, default=100, help="default 100")
     parser.add_argument("--seed", type=int, default=1, help="gen_snapshot.py's seed (default 1)")
     parser.add_argument(
         "--policy", metavar="FILE", help="default: keep the newest 5, delete the rest older than 1d"
@@ -715,28 +701,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter-ms", type=float, default=0.0, help="plus up to this much at random")
     parser.add_argument(
         "--delete-budget",
-        type=_positive_float,
+        type=positive_float,
         default=500.0,
         metavar="D",
         help="the emulator's deletes per minute per identity (default 500, Standard)",
     )
     parser.add_argument(
         "--time-scale",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         metavar="S",
         help="the emulator's minute lasts 60/S real seconds (default 30)",
     )
     parser.add_argument(
         "--client-deletes-per-minute",
-        type=_positive_float,
+        type=positive_float,
         metavar="N",
         help="acr-retention's delete budget in emulator minutes (default D); above D it must adapt to 429s",
     )
-    parser.add_argument("--concurrency", type=_positive, default=8, help="acr-retention's (default 8)")
+    parser.add_argument("--concurrency", type=positive, default=8, help="acr-retention's (default 8)")
     parser.add_argument(
         "--baseline-deletes",
-        type=_positive,
+        type=positive,
         metavar="K",
         help="run the quickstart loop on the first K deletes only and extrapolate linearly",
     )

@@ -46,6 +46,7 @@ from harness import (
     cached_snapshot,
     cpu_seconds,
     peak_rss_mib,
+    positive,
     shown,
 )
 
@@ -420,23 +421,16 @@ def _counts(text: str) -> list[int]:
     return values
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--repositories", type=_positive, default=1000, help="default 1000")
-    parser.add_argument("--manifests-per-repo", type=_positive, default=100, help="default 100")
+    parser.add_argument("--repositories", type=positive, default=1000, help="default 1000")
+    parser.add_argument("--manifests-per-repo", type=positive, default=100, help="default 100")
     parser.add_argument("--seed", type=int, default=1, help="default 1")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="added to every request (default 20)")
     parser.add_argument("--jitter-ms", type=float, default=0.0, help="plus up to this much at random")
     parser.add_argument(
         "--concurrency",
-        type=_positive,
+        type=positive,
         default=8,
         help="repositories acr-retention reads at once, per reader process (default 8)",
     )
@@ -454,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--baseline-repositories",
-        type=_positive,
+        type=positive,
         metavar="K",
         help="time the quickstart on the first K repositories only and extrapolate linearly",
     )

@@ -33,6 +33,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness import positive
+
 from retention.inventory import Manifest, Repository, Tag
 from retention.snapshot import write_snapshot
 from retention.timefmt import parse_time
@@ -312,17 +314,10 @@ def generate(repositories: int, manifests_per_repo: int, *, seed: int, now: date
         yield builder.build_repository()
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--repositories", type=_positive, required=True, metavar="N")
-    parser.add_argument("--manifests-per-repo", type=_positive, required=True, metavar="M")
+    parser.add_argument("--repositories", type=positive, required=True, metavar="N")
+    parser.add_argument("--manifests-per-repo", type=positive, required=True, metavar="M")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", required=True, metavar="FILE", help="snapshot file to write ('-': stdout)")
     parser.add_argument("--now", type=parse_time, default=parse_time(DEFAULT_NOW), metavar="TIME")

@@ -10,6 +10,7 @@ known only once it runs); each client runs in a fresh interpreter.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import multiprocessing
 import resource
@@ -39,6 +40,22 @@ def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
 def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
+
+
+def positive(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
 
 
 def shown(path: Path) -> str:

@@ -21,7 +21,7 @@ from retention.errors import EXIT_ERROR, EXIT_OK, EXIT_OVER_LIMIT, AccessDeniedE
 from retention.executor import Execution, Limits, Outcome, Record, execute
 from retention.plan import DeleteManifest
 from retention.ratelimit import SKU_LIMITS, AdaptiveLimiter, OperationClass
-from retention.registry import RegistryWriter
+from retention.registry import RegistryWriter, close_credential
 from retention.render import human_bytes
 from retention.timefmt import format_time
 
@@ -251,5 +251,4 @@ async def _run(
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        if connection.credential is not None and hasattr(connection.credential, "close"):
-            await connection.credential.close()
+        await close_credential(connection)

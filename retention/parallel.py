@@ -46,11 +46,6 @@ _POLL_S = 0.5
 
 
 @dataclass(frozen=True)
-class _Done:
-    pass
-
-
-@dataclass(frozen=True)
 class _Failed:
     """A reader's error, as text: exceptions with custom constructors do not survive pickling."""
 
@@ -93,7 +88,6 @@ def _reader(
             if names is None:  # the parent gave up before the catalog was read
                 return
         asyncio.run(run(names))
-        put(_Done())
     except KeyboardInterrupt:
         # Ctrl-C reaches the whole process group; the parent reports it.
         return
@@ -188,6 +182,4 @@ def _next(outbox: Any, reader: SpawnProcess) -> Repository | Skipped:
             if item.expected:
                 raise RegistryError(item.message)
             raise RuntimeError(f"inventory reader {reader.name} failed:\n{item.message}")  # noqa: TRY004 - a report, not a type
-        if isinstance(item, _Done):  # pragma: no cover - a reader finishes after its last answer
-            raise RuntimeError(f"inventory reader {reader.name} finished early")  # noqa: TRY004
         return item  # type: ignore[no-any-return]

@@ -498,10 +498,11 @@ class _Unreadable(Exception):  # noqa: N818 - turned into a skip with a warning
     pass
 
 
-async def _repository_names(client: ContainerRegistryClient, only: Sequence[str]) -> list[str]:
+async def _repository_names(client: ContainerRegistryClient, needs: Needs, only: Sequence[str]) -> list[str]:
+    """The catalog, in the registry's order, narrowed to what `--repository` and `needs` select."""
     pattern = compile_globs(tuple(only)) if only else None
     names = [name async for name in client.list_repository_names(results_per_page=PAGE_SIZE)]
-    return [n for n in names if pattern is None or pattern.fullmatch(n)]
+    return [n for n in names if (pattern is None or pattern.fullmatch(n)) and needs.lists(n)]
 
 
 @dataclass(frozen=True)
@@ -530,13 +531,13 @@ async def _registry_errors(connection: Connection) -> AsyncIterator[None]:
 
 
 async def list_names(connection: Connection, needs: Needs, repositories: Sequence[str] = ()) -> list[str]:
-    """The catalog, in the registry's order, narrowed to what `--repository` and `needs` select."""
+    """`_repository_names` with a client of its own, for the process that hands out the catalog."""
     client, _ = open_client(connection)
     try:
         async with client, _registry_errors(connection):
-            return [n for n in await _repository_names(client, repositories) if needs.lists(n)]
+            return await _repository_names(client, needs, repositories)
     finally:
-        await _close_credential(connection)
+        await close_credential(connection)
 
 
 async def read_shard(
@@ -550,10 +551,11 @@ async def read_shard(
                 yield item
             log.debug("token_requests", count=cache.requests_for_tokens)
     finally:
-        await _close_credential(connection)
+        await close_credential(connection)
 
 
-async def _close_credential(connection: Connection) -> None:
+async def close_credential(connection: Connection) -> None:
+    """Close the credential's sessions: each event loop that used it is about to end."""
     if connection.credential is not None and hasattr(connection.credential, "close"):
         await connection.credential.close()
 
@@ -564,7 +566,7 @@ async def read_registry(
     """Every selected repository, in catalog order, `concurrency` of them read at once."""
     client, cache = open_client(connection)
     async with client, _registry_errors(connection):
-        names = [n for n in await _repository_names(client, repositories) if needs.lists(n)]
+        names = await _repository_names(client, needs, repositories)
         log.info("repositories_listed", registry=connection.target.login_server, repositories=len(names))
         async for item in _read_names(client, names, needs, connection.concurrency):
             if isinstance(item, Skipped):
@@ -652,8 +654,7 @@ def iter_registry(
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
             handoff.put(exc)
         finally:
-            if connection.credential is not None and hasattr(connection.credential, "close"):
-                await connection.credential.close()
+            await close_credential(connection)
 
     worker = threading.Thread(target=asyncio.run, args=(produce(),), name="acr-inventory", daemon=True)
     worker.start()
