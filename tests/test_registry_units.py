@@ -9,7 +9,8 @@ import pytest
 
 from retention.inventory import Tag
 from retention.needs import Needs, PolicyNeeds
-from retention.registry import RegistryError, RegistryTarget, _jwt_expiry, scope_for
+from retention.registry import RegistryError, RegistryTarget, scope_for
+from retention.registry.auth import _jwt_expiry
 from tests.builders import NOW, manifest, policy, rule
 
 OCI = "application/vnd.oci.image.manifest.v1+json"

@@ -1,0 +1,90 @@
+"""Where the registry is and how its failures read: the target, the connection, one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from retention.errors import RetentionError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from azure.core.credentials_async import AsyncTokenCredential
+
+
+DEFAULT_AUDIENCE = "https://containerregistry.azure.net"
+
+
+class RegistryError(RetentionError):
+    """The registry cannot be read: bad name, unreachable, or credentials refused."""
+
+
+@dataclass(frozen=True)
+class RegistryTarget:
+    """Where the registry is: `login_server` names it in plans, `endpoint` is what the SDK calls."""
+
+    login_server: str
+    endpoint: str
+
+    @classmethod
+    def parse(cls, text: str) -> RegistryTarget:
+        """`myreg.azurecr.io`, `https://myreg.azurecr.io` or `https://127.0.0.1:8443`."""
+        value = text.strip()
+        url = urlsplit(value if "://" in value else f"https://{value}")
+        if url.scheme != "https":
+            raise RegistryError(f"registry {text!r}: only https:// registries are supported")
+        if not url.hostname or url.path not in ("", "/") or url.query or url.username:
+            raise RegistryError(f"registry {text!r} is not a login server such as myregistry.azurecr.io")
+        return cls(login_server=url.netloc, endpoint=f"https://{url.netloc}")
+
+
+@dataclass(frozen=True)
+class Connection:
+    target: RegistryTarget
+    credential: AsyncTokenCredential | None  # None: anonymous
+    audience: str = DEFAULT_AUDIENCE
+    concurrency: int = 8  # repositories read at once, per reader process
+    processes: int = 1  # reader processes for the inventory (retention.parallel)
+
+
+@contextlib.asynccontextmanager
+async def registry_errors(connection: Connection) -> AsyncIterator[None]:
+    """The SDK's exceptions for a whole registry, as one line for the user."""
+    try:
+        yield
+    except ClientAuthenticationError as exc:
+        raise RegistryError(_auth_message(connection, exc)) from None
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise RegistryError(
+            f"cannot reach registry {connection.target.login_server}: {first_line(exc)}"
+        ) from None
+    except HttpResponseError as exc:
+        raise RegistryError(
+            f"registry {connection.target.login_server} answered {exc.status_code}: {first_line(exc)}"
+        ) from None
+
+
+async def close_credential(connection: Connection) -> None:
+    """Close the credential's sessions: each event loop that used it is about to end."""
+    if connection.credential is not None and hasattr(connection.credential, "close"):
+        await connection.credential.close()
+
+
+def first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "message", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _auth_message(connection: Connection, exc: Exception) -> str:
+    who = "anonymous access" if connection.credential is None else "the Azure credential"
+    return f"registry {connection.target.login_server}: {who} was refused: {first_line(exc)}"

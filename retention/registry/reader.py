@@ -1,0 +1,345 @@
+"""Reading: repositories listed through the SDK's aio client, as inventory values.
+
+Repositories are read concurrently and handed to the caller one at a time,
+in catalog order, so the planner's memory follows the largest repository,
+not the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import structlog
+from azure.containerregistry import ArtifactManifestOrder, DigestValidationError
+from azure.core.exceptions import (
+    ResourceNotFoundError,
+)
+
+from retention.inventory import INDEX_MEDIA_TYPES, Manifest, Repository, Tag
+from retention.matchers import compile_globs
+from retention.registry.auth import open_client
+from retention.registry.connection import close_credential, registry_errors
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator, Sequence
+
+    from azure.containerregistry.aio import ContainerRegistryClient
+
+    from retention.needs import Needs
+    from retention.registry.connection import Connection
+
+
+log = structlog.get_logger("acr-retention")
+PAGE_SIZE = 1000  # the largest page ACR serves (Azure/acr#749); fewer pages, fewer requests
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _flag(value: bool | None) -> bool:
+    # The SDK leaves attributes it was not sent as None; ACR's default for all of them is true.
+    return True if value is None else bool(value)
+
+
+@dataclass
+class _Listed:
+    """One entry of a manifest listing, before tags and content are known."""
+
+    manifest: Manifest
+    references_listed: bool
+
+
+def _from_listing(item: Any) -> _Listed:
+    extra = getattr(item, "additional_properties", None) or {}
+    attributes = item.changeable_attributes
+    related = item.related_artifacts
+    updated = _utc(item.last_updated_on) or datetime.fromtimestamp(0, UTC)
+    media_type = extra.get("mediaType")
+    return _Listed(
+        manifest=Manifest(
+            digest=item.digest,
+            updated_at=updated,
+            created_at=_utc(item.created_on),
+            media_type=media_type if isinstance(media_type, str) else None,
+            size_bytes=item.size,
+            architecture=item.architecture,
+            os=item.operating_system,
+            references=tuple(r.digest for r in related or () if r.digest),
+            can_delete=_flag(attributes.can_delete if attributes else None),
+            can_write=_flag(attributes.can_write if attributes else None),
+            can_read=_flag(attributes.can_read if attributes else None),
+            can_list=_flag(attributes.can_list if attributes else None),
+            tags=tuple(Tag(name) for name in item.tags or ()),
+        ),
+        references_listed=related is not None,
+    )
+
+
+class RepositoryGone(Exception):  # noqa: N818 - a signal, not an error for the user
+    pass
+
+
+async def read_repository(client: ContainerRegistryClient, name: str, needs: Needs) -> Repository:
+    """List one repository's manifests, newest first, plus the details the policy needs."""
+    try:
+        pages = client.list_manifest_properties(
+            name,
+            order_by=ArtifactManifestOrder.LAST_UPDATED_ON_DESCENDING,
+            results_per_page=PAGE_SIZE,
+            cls=lambda items: [_from_listing(item) for item in items],
+        )
+        # The `cls` hook turned each page into _Listed values; the SDK's annotations cannot know.
+        listed = [cast("_Listed", entry) async for entry in pages]
+    except ResourceNotFoundError:
+        raise RepositoryGone from None
+    manifests = {entry.manifest.digest: entry.manifest for entry in listed}
+
+    # An index whose references the listing did not carry: its content lists its children.
+    unlisted = [
+        entry.manifest.digest
+        for entry in listed
+        if entry.manifest.media_type in INDEX_MEDIA_TYPES and not entry.references_listed
+    ]
+    for digest, content in zip(unlisted, await _contents(client, name, unlisted), strict=True):
+        references = tuple(
+            str(m["digest"]) for m in content.get("manifests", ()) if isinstance(m, dict) and m.get("digest")
+        )
+        manifests[digest] = replace(manifests[digest], references=references)
+
+    # Platform children are never referrers; their content is not worth a request.
+    children = {ref for m in manifests.values() for ref in m.references}
+    wanted = [d for d, m in manifests.items() if d not in children and needs.content(name, m)]
+    for digest, content in zip(wanted, await _contents(client, name, wanted), strict=True):
+        subject = content.get("subject")
+        artifact_type = content.get("artifactType")
+        manifests[digest] = replace(
+            manifests[digest],
+            subject=str(subject["digest"]) if isinstance(subject, dict) and subject.get("digest") else None,
+            artifact_type=artifact_type if isinstance(artifact_type, str) else None,
+        )
+
+    if any(needs.tag_details(name, m) for m in manifests.values()):
+        tags: dict[str, list[Tag]] = {}
+        try:
+            async for tag in client.list_tag_properties(name, results_per_page=PAGE_SIZE):
+                tags.setdefault(tag.digest, []).append(
+                    Tag(
+                        name=tag.name,
+                        created_at=_utc(tag.created_on),
+                        updated_at=_utc(tag.last_updated_on),
+                        can_delete=_flag(tag.can_delete),
+                        can_write=_flag(tag.can_write),
+                        can_read=_flag(tag.can_read),
+                        can_list=_flag(tag.can_list),
+                    )
+                )
+        except ResourceNotFoundError:
+            raise RepositoryGone from None
+        for digest, manifest in manifests.items():
+            detailed = {t.name: t for t in tags.get(digest, ())}
+            # A tag listed on the manifest but missing from the tag listing moved meanwhile;
+            # keep the bare name (all attributes true) rather than drop it.
+            merged = tuple(detailed.get(t.name, t) for t in manifest.tags)
+            manifests[digest] = replace(manifest, tags=merged)
+    return Repository(name=name, manifests=tuple(manifests.values()))
+
+
+# Repositories read ahead of the one the consumer waits for, per reader.
+READ_AHEAD = 4
+
+# Content reads of one repository in flight at once. Each is one small GET; reading them one
+# after another made a repository with many referrers cost a round trip per referrer.
+CONTENT_READS_IN_FLIGHT = 8
+
+
+async def _contents(
+    client: ContainerRegistryClient, name: str, digests: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The content of each digest, in order, a few requests at a time; the first failure cancels the rest."""
+    if not digests:
+        return []
+    gate = asyncio.Semaphore(CONTENT_READS_IN_FLIGHT)
+
+    async def read(digest: str) -> dict[str, Any]:
+        async with gate:
+            return await _content(client, name, digest)
+
+    tasks = [asyncio.create_task(read(digest)) for digest in digests]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _content(client: ContainerRegistryClient, name: str, digest: str) -> dict[str, Any]:
+    try:
+        result = await client.get_manifest(name, digest)
+    except DigestValidationError:
+        # Content that does not hash to its digest cannot be trusted to name a subject or
+        # children; fail closed by leaving the whole repository out of this plan.
+        raise _Unreadable(f"manifest {digest} in {name}: content does not match its digest") from None
+    except ValueError as exc:
+        # The SDK refuses manifests without a Content-Length or over 4 MiB (its threat model).
+        raise _Unreadable(f"manifest {digest} in {name}: {exc}") from None
+    except ResourceNotFoundError:
+        return {}
+    manifest = result.manifest
+    return manifest if isinstance(manifest, dict) else {}
+
+
+class _Unreadable(Exception):  # noqa: N818 - turned into a skip with a warning
+    pass
+
+
+async def _repository_names(client: ContainerRegistryClient, needs: Needs, only: Sequence[str]) -> list[str]:
+    """The catalog, in the registry's order, narrowed to what `--repository` and `needs` select."""
+    pattern = compile_globs(tuple(only)) if only else None
+    names = [name async for name in client.list_repository_names(results_per_page=PAGE_SIZE)]
+    return [n for n in names if (pattern is None or pattern.fullmatch(n)) and needs.lists(n)]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A repository left out of the inventory, and why (logged as a warning by whoever yields)."""
+
+    name: str
+    reason: str
+
+
+async def list_names(connection: Connection, needs: Needs, repositories: Sequence[str] = ()) -> list[str]:
+    """`_repository_names` with a client of its own, for the process that hands out the catalog."""
+    client, _ = open_client(connection)
+    try:
+        async with client, registry_errors(connection):
+            return await _repository_names(client, needs, repositories)
+    finally:
+        await close_credential(connection)
+
+
+async def read_shard(
+    connection: Connection, needs: Needs, names: Sequence[str]
+) -> AsyncIterator[Repository | Skipped]:
+    """These repositories, in this order, each read or skipped; for a reader process."""
+    client, cache = open_client(connection)
+    try:
+        async with client, registry_errors(connection):
+            async for item in _read_names(client, names, needs, connection.concurrency):
+                yield item
+            log.debug("token_requests", count=cache.requests_for_tokens)
+    finally:
+        await close_credential(connection)
+
+
+async def read_registry(
+    connection: Connection, needs: Needs, *, repositories: Sequence[str] = ()
+) -> AsyncIterator[Repository]:
+    """Every selected repository, in catalog order, `concurrency` of them read at once."""
+    client, cache = open_client(connection)
+    async with client, registry_errors(connection):
+        names = await _repository_names(client, needs, repositories)
+        log.info("repositories_listed", registry=connection.target.login_server, repositories=len(names))
+        async for item in _read_names(client, names, needs, connection.concurrency):
+            if isinstance(item, Skipped):
+                log.warning("repository_skipped", repository=item.name, reason=item.reason)
+            else:
+                yield item
+        log.debug("token_requests", count=cache.requests_for_tokens)
+
+
+async def _read_names(
+    client: ContainerRegistryClient, names: Sequence[str], needs: Needs, concurrency: int
+) -> AsyncIterator[Repository | Skipped]:
+    """Each name read or skipped, in order, `concurrency` at once.
+
+    A repository that finishes early waits (at most `READ_AHEAD` per reader) for the ones
+    before it, and its reader moves on meanwhile: one big repository does not idle the others.
+    """
+    tasks: dict[int, asyncio.Task[Repository | Skipped]] = {}
+    try:
+        started = yielded = 0
+        ahead = concurrency * READ_AHEAD
+        while yielded < len(names):
+            running = [t for t in tasks.values() if not t.done()]
+            while started < len(names) and len(running) < concurrency and started - yielded < ahead:
+                task = asyncio.create_task(_read_or_skip(client, names[started], needs))
+                tasks[started] = task
+                running.append(task)
+                started += 1
+            if not tasks[yielded].done():
+                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            while yielded in tasks and tasks[yielded].done():
+                item = tasks.pop(yielded).result()
+                yielded += 1
+                yield item
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+async def _read_or_skip(client: ContainerRegistryClient, name: str, needs: Needs) -> Repository | Skipped:
+    """A repository, or why it is left out: it vanished, or its content cannot be trusted."""
+    try:
+        return await read_repository(client, name, needs)
+    except RepositoryGone:
+        return Skipped(name, "deleted while being listed")
+    except _Unreadable as exc:
+        return Skipped(name, str(exc))
+
+
+def iter_registry(
+    connection: Connection, needs: Needs, *, repositories: Sequence[str] = (), buffer: int = 4
+) -> Iterator[Repository]:
+    """`read_registry` for synchronous callers (the planner): an event loop in a worker thread.
+
+    At most `buffer` read repositories wait for the consumer, so a slow
+    consumer slows the reading instead of filling memory.
+    """
+    handoff: queue.Queue[Repository | BaseException | None] = queue.Queue(maxsize=buffer)
+    stop = threading.Event()
+
+    async def produce() -> None:
+        try:
+            async for repository in read_registry(connection, needs, repositories=repositories):
+                while not stop.is_set():
+                    try:
+                        handoff.put_nowait(repository)
+                        break
+                    except queue.Full:
+                        # Wait without blocking the loop: the other readers keep going meanwhile.
+                        await asyncio.sleep(0.01)
+                if stop.is_set():
+                    return
+            handoff.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            handoff.put(exc)
+        finally:
+            await close_credential(connection)
+
+    worker = threading.Thread(target=asyncio.run, args=(produce(),), name="acr-inventory", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                handoff.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.1)

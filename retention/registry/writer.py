@@ -1,0 +1,134 @@
+"""Writing: deletes and property changes through the SDK, errors mapped to the project's own."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Self, TypeVar
+
+from azure.containerregistry.aio import ContainerRegistryClient
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline.policies import AsyncRetryPolicy
+from azure.core.pipeline.transport import AioHttpTransport
+
+from retention.errors import AccessDeniedError, WriteFailedError
+from retention.needs import Needs
+from retention.registry.auth import TokenCache
+from retention.registry.connection import first_line
+from retention.registry.reader import RepositoryGone, read_repository
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from retention.inventory import Manifest, Repository
+    from retention.registry.connection import Connection
+
+
+_T = TypeVar("_T")
+
+
+class _DriftNeeds(Needs):
+    """What the drift guard reads: every manifest with its tag attributes, no content."""
+
+    def tag_details(self, repository: str, manifest: Manifest) -> bool:
+        del repository
+        return bool(manifest.tags)
+
+    def content(self, repository: str, manifest: Manifest) -> bool:
+        del repository, manifest
+        return False
+
+
+class RegistryWriter:
+    """Deletes and property changes through the SDK, one call each, errors mapped to ours.
+
+    The executor retries (it must see each 429 to slow down), so the SDK's own
+    retries of throttled and failed answers are switched off here; its retries
+    of broken connections stay.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        cache = TokenCache(connection.target, connection.credential, connection.audience)
+        self.client = ContainerRegistryClient(
+            connection.target.endpoint,
+            connection.credential,
+            audience=connection.audience,
+            per_call_policies=[cache],
+            retry_policy=AsyncRetryPolicy(retry_total=3, retry_status=0, retry_backoff_factor=0.5),
+            transport=AioHttpTransport(),
+        )
+        cache.client = self.client
+
+    async def __aenter__(self) -> Self:
+        await self.client.__aenter__()  # type: ignore[no-untyped-call]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.__aexit__(*exc)  # type: ignore[no-untyped-call]
+
+    async def current(self, repository: str) -> Repository | None:
+        """The repository as it is now (None when it is gone): one listing, plus its tags."""
+        try:
+            return await self._call(read_repository(self.client, repository, _DriftNeeds()))
+        except RepositoryGone:
+            return None
+
+    async def delete_manifest(self, repository: str, digest: str) -> bool:
+        """True when this call deleted it, False when it was already gone (404)."""
+        statuses: list[int] = []
+        # The SDK takes 202 and 404 alike and returns nothing; its `cls` hook sees the answer.
+        await self._call(
+            self.client.delete_manifest(
+                repository,
+                digest,
+                cls=lambda response, _body, _headers: statuses.append(response.http_response.status_code),
+            )
+        )
+        return statuses != [404]
+
+    async def set_manifest_properties(self, repository: str, digest: str, changes: dict[str, bool]) -> None:
+        await self._call(self.client.update_manifest_properties(repository, digest, **changes))
+
+    async def set_tag_properties(self, repository: str, tag: str, changes: dict[str, bool]) -> None:
+        await self._call(self.client.update_tag_properties(repository, tag, **changes))
+
+    async def _call(self, call: Awaitable[_T]) -> _T:
+        try:
+            return await call
+        except ClientAuthenticationError as exc:
+            raise AccessDeniedError(
+                f"registry {self.connection.target.login_server}: access denied: {first_line(exc)}"
+            ) from None
+        except ResourceNotFoundError:
+            raise
+        except HttpResponseError as exc:
+            status = exc.status_code
+            if status == 403:  # noqa: PLR2004
+                raise AccessDeniedError(
+                    f"registry {self.connection.target.login_server}: access denied: {first_line(exc)}"
+                ) from None
+            retry_after = _retry_after(exc)
+            retryable = status in (408, 429, 500, 502, 503, 504) or retry_after is not None
+            raise WriteFailedError(
+                f"{status} {first_line(exc)}", status=status, retryable=retryable, retry_after=retry_after
+            ) from None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise WriteFailedError(
+                f"connection failed: {first_line(exc)}", status=None, retryable=True
+            ) from None
+
+
+def _retry_after(exc: HttpResponseError) -> float | None:
+    headers = getattr(exc.response, "headers", None) or {}
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
