@@ -104,6 +104,9 @@ class Manifest:
 class Repository:
     name: str
     manifests: tuple[Manifest, ...]
+    # Why the inventory could not learn every subject here (content unreadable, reads refused);
+    # such a repository deletes nothing (policy.md §4).
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

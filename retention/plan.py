@@ -101,6 +101,7 @@ class RepositorySummary:
     kept: int
     untouched: int
     bytes_upper_bound: int
+    unreadable: str | None = None  # why this repository deletes nothing (policy.md §4)
 
     @property
     def changes(self) -> int:
@@ -266,7 +267,7 @@ def _kept_json(kept: Kept) -> dict[str, Any]:
 
 
 def _summary_json(summary: RepositorySummary) -> dict[str, Any]:
-    return {
+    document: dict[str, Any] = {
         "name": summary.name,
         "manifests": summary.manifests,
         "delete_manifests": summary.delete_manifests,
@@ -276,3 +277,6 @@ def _summary_json(summary: RepositorySummary) -> dict[str, Any]:
         "untouched": summary.untouched,
         "bytes_upper_bound": summary.bytes_upper_bound,
     }
+    if summary.unreadable is not None:
+        document["unreadable"] = summary.unreadable
+    return document

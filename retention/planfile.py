@@ -191,7 +191,10 @@ def _summary(raw: Any, where: str) -> RepositorySummary:
         if type(value) is not int or value < 0:
             raise _Bad(f"{where}.{key}", "expected a non-negative integer")
         counts[key] = value
-    return RepositorySummary(name=_text(raw, "name", where), **counts)
+    unreadable = raw.get("unreadable")
+    if unreadable is not None and not isinstance(unreadable, str):
+        raise _Bad(f"{where}.unreadable", "expected a string or null")
+    return RepositorySummary(name=_text(raw, "name", where), unreadable=unreadable, **counts)
 
 
 def _list(raw: dict[str, Any], key: str, where: str) -> list[Any]:

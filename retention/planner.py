@@ -6,8 +6,15 @@ can be streamed one repository at a time and memory follows the largest
 repository, not the registry.
 
 Graph handling fails closed: a dependent is deleted only when every parent
-it has in the repository is deleted (a least fixpoint), so cycles and
-dangling references in inventory data can only make the plan keep more.
+it has in the repository is deleted (a least fixpoint), so dangling
+references in inventory data can only make the plan keep more, and a
+manifest on a reference cycle (a self-reference included) is never deleted.
+
+The registry's own cascade is part of the plan (policy.md §4): ACR deletes a
+manifest's OCI referrers with it, so every referrer of a deleted manifest is
+deleted in the plan too, and a referrer that must stay keeps its subject (and
+that subject's subject). A repository whose inventory could not learn every
+subject (`Repository.unreadable`) deletes nothing.
 """
 
 from __future__ import annotations
@@ -59,6 +66,8 @@ class _Node:
     subjects: list[str] = field(default_factory=list)
     dependents: list[str] = field(default_factory=list)  # children and attachments present here
     children: list[str] = field(default_factory=list)  # index references present here
+    referrers: list[str] = field(default_factory=list)  # manifests whose OCI `subject` this is
+    self_referencing: bool = False
 
     @property
     def is_dependent(self) -> bool:
@@ -184,16 +193,77 @@ def _build_graph(manifests: Sequence[Manifest]) -> dict[str, _Node]:
         manifest = node.manifest
         for ref in dict.fromkeys(manifest.references):
             child = nodes.get(ref)
-            if child is not None and ref != manifest.digest:
+            if ref == manifest.digest:
+                node.self_referencing = True
+            elif child is not None:
                 node.children.append(ref)
                 child.index_parents.append(manifest.digest)
         for subject in _subjects(manifest):
-            if subject in nodes and subject != manifest.digest:
+            if subject == manifest.digest:
+                node.self_referencing = True
+            elif subject in nodes:
                 node.subjects.append(subject)
+        if manifest.subject is not None and manifest.subject != manifest.digest:
+            subject_node = nodes.get(manifest.subject)
+            if subject_node is not None:
+                subject_node.referrers.append(manifest.digest)
     for digest, node in nodes.items():
         for parent in node.parents:
             nodes[parent].dependents.append(digest)
     return nodes
+
+
+def _on_cycles(nodes: dict[str, _Node]) -> set[str]:
+    """Manifests on a reference cycle (index references and subjects alike), self-references included.
+
+    Content addressing rules cycles out; only hand-made data has them, and there they fail closed
+    (policy.md §4). Tarjan's algorithm, iterative: a repository can hold a long chain.
+    """
+    found = {d for d, n in nodes.items() if n.self_referencing}
+
+    def edges(digest: str) -> list[str]:
+        node = nodes[digest]
+        return [*node.index_parents, *node.subjects]
+
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    counter = 0
+    for root in nodes:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            digest, position = work.pop()
+            if position == 0:
+                index[digest] = low[digest] = counter
+                counter += 1
+                stack.append(digest)
+                on_stack.add(digest)
+            targets = edges(digest)
+            if position < len(targets):
+                work.append((digest, position + 1))
+                target = targets[position]
+                if target not in index:
+                    work.append((target, 0))
+                elif target in on_stack:
+                    low[digest] = min(low[digest], index[target])
+                continue
+            if low[digest] == index[digest]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == digest:
+                        break
+                if len(component) > 1:
+                    found.update(component)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[digest])
+    return found
 
 
 def _subjects(manifest: Manifest) -> list[str]:
@@ -234,8 +304,10 @@ def _plan_repository(
         decisions[manifest.digest] = decision
         reasons[manifest.digest] = why
 
-    deleted, cascade_locked = _deletions(nodes, decisions, include_locked=include_locked)
-    kept_digests = _kept(nodes, decisions, deleted, cascade_locked)
+    deleted, cascade_locked, pinned, holders = _settle(
+        nodes, decisions, include_locked, repository.unreadable
+    )
+    kept_digests = _kept(nodes, decisions, deleted, cascade_locked, _Pins(pinned, holders, include_locked))
 
     actions: list[Action] = []
     bytes_upper_bound = 0
@@ -246,7 +318,12 @@ def _plan_repository(
         parents = sorted(node.parents)
         why = reasons.get(digest, [])
         if dependent:
-            why = [f"cascade from {p}" for p in parents]
+            # ACR itself deletes an OCI referrer with its subject; index children and tag-scheme
+            # attachments go by the executor's own deletes.
+            why = [
+                f"registry cascade from {p}" if p == manifest.subject else f"cascade from {p}"
+                for p in parents
+            ]
         actions.append(
             DeleteManifest(
                 repository=name,
@@ -308,6 +385,7 @@ def _plan_repository(
         kept=len(kept),
         untouched=len(untouched),
         bytes_upper_bound=bytes_upper_bound,
+        unreadable=repository.unreadable,
     )
     return _RepositoryPlan(actions=actions, kept=kept, untouched=untouched, summary=summary)
 
@@ -390,18 +468,56 @@ def _decide(rules: list[Rule], *, locked: bool, include_locked: bool) -> tuple[_
     return _Decision.DELETE, [r.reason for r in deleters]
 
 
+def _settle(
+    nodes: dict[str, _Node], decisions: dict[str, _Decision], include_locked: bool, unreadable: str | None
+) -> tuple[dict[str, None], dict[str, list[str]], dict[str, str], set[str]]:
+    """Deletions that agree with the registry's own cascade; returns them, the spared locked
+    dependents, the manifests pinned (never deleted) with why, and the referrers that pinned one.
+
+    ACR deletes a manifest's OCI referrers with it. A referrer that the plan keeps (a surviving
+    index lists it, it is locked, it is on a cycle) would vanish all the same, so its subject is
+    pinned, and deletions are computed again: pins only grow and deletions only shrink, so this
+    ends. At the end every referrer of a deleted manifest is deleted in the plan too.
+    """
+    cycle = "on a reference cycle: cycles are never deleted"
+    pinned = dict.fromkeys(_on_cycles(nodes), cycle)
+    holders: set[str] = set()
+    while True:
+        deleted, spared = _deletions(nodes, decisions, include_locked=include_locked, pinned=pinned)
+        if unreadable is not None and deleted:
+            # Guessing is never allowed to delete more: without every subject, nothing goes.
+            pinned.update(dict.fromkeys(deleted, f"not deleted: {unreadable}"))
+            continue
+        pins = {
+            digest: referrer
+            for digest in deleted
+            for referrer in nodes[digest].referrers
+            if referrer not in deleted
+        }
+        if not pins:
+            return deleted, spared, pinned, holders
+        for digest, referrer in pins.items():
+            pinned.setdefault(
+                digest, f"keeps referrer {referrer}: the registry deletes referrers with their subject"
+            )
+            holders.add(referrer)
+
+
 def _deletions(
-    nodes: dict[str, _Node], decisions: dict[str, _Decision], *, include_locked: bool
+    nodes: dict[str, _Node], decisions: dict[str, _Decision], *, include_locked: bool, pinned: dict[str, str]
 ) -> tuple[dict[str, None], dict[str, list[str]]]:
     """The least fixpoint of "deleted": a candidate goes only once every parent it has here is gone.
 
     Returns the deleted digests in the order the executor may delete them
     (parents first) and the locked dependents that the cascade spared.
+    Nothing `pinned` is deleted.
     """
     waiting: dict[str, int] = {}
     spared: dict[str, list[str]] = {}
     ready: list[str] = []
     for digest, node in nodes.items():
+        if digest in pinned:
+            continue
         if node.is_dependent:
             if node.manifest.locked and not include_locked:
                 spared[digest] = []
@@ -429,17 +545,42 @@ def _deletions(
     return deleted, spared
 
 
+@dataclass(frozen=True, slots=True)
+class _Pins:
+    """What `_settle` held back from deletion, for the reasons a kept manifest shows."""
+
+    pinned: dict[str, str]  # digest -> why it may not be deleted
+    holders: set[str]  # referrers whose staying pinned their subject
+    include_locked: bool
+
+    def reasons(self, node: _Node, why: list[str]) -> list[str]:
+        """`why`, led by the pin on this manifest and, for a locked referrer that held its
+        subject, by "locked": the start of the chain an operator follows back."""
+        digest = node.manifest.digest
+        if digest in self.pinned:
+            why = [self.pinned[digest], *why]
+        if (
+            digest in self.holders
+            and node.manifest.locked
+            and not self.include_locked
+            and "locked" not in why
+        ):
+            why = ["locked", *why]
+        return why
+
+
 def _kept(
     nodes: dict[str, _Node],
     decisions: dict[str, _Decision],
     deleted: dict[str, None],
     spared: dict[str, list[str]],
+    pins: _Pins,
 ) -> dict[str, list[str]]:
     """Surviving manifests that something kept, with the graph's part of the reasons.
 
     Images kept by rules or locks; images a delete rule matched but a
-    surviving parent protects; and, from any of those, every dependent or
-    child downwards (parent protection at any depth).
+    surviving parent (or a pin) protects; pinned dependents; and, from any of
+    those, every dependent or child downwards (parent protection at any depth).
     """
     kept: dict[str, list[str]] = {}
     frontier: list[str] = []
@@ -447,6 +588,7 @@ def _kept(
         if digest in deleted:
             continue
         decision = decisions.get(digest)
+        gone_parents = [p for p in sorted(node.parents) if p in deleted]
         if decision in (_Decision.KEEP, _Decision.LOCKED):
             kept[digest] = []
             frontier.append(digest)
@@ -455,14 +597,18 @@ def _kept(
             why = _protectors(node, deleted)
             if digest in spared:
                 why = ["locked", *(f"saved-from:cascade from {p}" for p in spared[digest])]
-            kept[digest] = why
+            kept[digest] = pins.reasons(node, why)
+            frontier.append(digest)
+        elif digest in pins.pinned and node.is_dependent and len(gone_parents) == len(node.parents):
+            # A dependent the cascade would have taken, had a pin not held it.
+            kept[digest] = pins.reasons(node, [f"saved-from:cascade from {p}" for p in gone_parents])
             frontier.append(digest)
     while frontier:
         parent = frontier.pop()
         for child in [*nodes[parent].dependents, *nodes[parent].children]:
             if child in deleted or child in kept:
                 continue
-            kept[child] = _protectors(nodes[child], deleted)
+            kept[child] = pins.reasons(nodes[child], _protectors(nodes[child], deleted))
             frontier.append(child)
     return kept
 

@@ -109,7 +109,7 @@ def _reasons(item: Action | Kept) -> list[str]:
     reasons = [_shorten_digests(r) for r in item.reasons]
     if isinstance(item, DeleteManifest) and item.cascade_from is not None:
         cascade = f"cascade from {short_digest(item.cascade_from)}"
-        if cascade not in reasons:
+        if not any(r.endswith(cascade) for r in reasons):
             reasons.insert(0, cascade)
     return reasons
 
@@ -159,6 +159,11 @@ def _size_note(plan: Plan) -> str:
     return note
 
 
+def _unreadable(plan: Plan) -> list[RepositorySummary]:
+    """Repositories that delete nothing because the inventory could not learn every subject."""
+    return [s for s in plan.repositories if s.unreadable is not None]
+
+
 def _over_limit_sentence(plan: Plan) -> str:
     return (
         f"this plan deletes {_plural(plan.delete_count, 'manifest')}, more than max_deletes"
@@ -196,6 +201,9 @@ def render_text(plan: Plan, *, verbose: bool = False, color: bool = False) -> st
         lines.extend(_align(blocks[repository], color=color))
         lines.append("")
     lines.append(_text_summary(plan))
+    lines.extend(
+        f"Deletes nothing in {_visible(s.name)}: {_visible(str(s.unreadable))}." for s in _unreadable(plan)
+    )
     if plan.over_limit:
         warning = f"Over the limit: {_over_limit_sentence(plan)}."
         lines.append(f"{_BOLD_RED}{warning}{_RESET}" if color else warning)
@@ -367,6 +375,12 @@ def render_markdown(
             "",
         )
     out.add(_markdown_meta(plan), "")
+    unreadable = _unreadable(plan)
+    for summary in unreadable[:_MARKDOWN_MAX_SUMMARY_ROWS]:
+        out.add(f"> ⚠️ **Deletes nothing in {_md(summary.name)}:** {_md(str(summary.unreadable))}.", "")
+    if len(unreadable) > _MARKDOWN_MAX_SUMMARY_ROWS:
+        more = _plural(len(unreadable) - _MARKDOWN_MAX_SUMMARY_ROWS, "more repository", "more repositories")
+        out.add(f"> ⚠️ … and {more} whose subjects could not be read (see the JSON plan).", "")
     totals = plan.summary()
     counts = f"{totals['kept']} kept, {totals['untouched']} untouched"
     in_repositories = f"in {_plural(totals['repositories'], 'repository', 'repositories')}"

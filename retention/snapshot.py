@@ -224,7 +224,10 @@ def _repository(raw: Any, index: int, *, require_created: bool) -> Repository:
                 )
             tags[tag.name] = position
         manifests.append(manifest)
-    return Repository(name=name, manifests=tuple(manifests))
+    unreadable = raw.get("unreadable")
+    if unreadable is not None and (not isinstance(unreadable, str) or not unreadable):
+        raise _Invalid(f"{where}.unreadable", "expected a non-empty string or null")
+    return Repository(name=name, manifests=tuple(manifests), unreadable=unreadable)
 
 
 def _manifest(raw: Any, where: str, *, require_created: bool) -> Manifest:
@@ -352,7 +355,11 @@ def write_snapshot(
 
 
 def repository_to_json(repository: Repository) -> dict[str, Any]:
-    return {"name": repository.name, "manifests": [manifest_to_json(m) for m in repository.manifests]}
+    out: dict[str, Any] = {"name": repository.name}
+    if repository.unreadable is not None:
+        out["unreadable"] = repository.unreadable
+    out["manifests"] = [manifest_to_json(m) for m in repository.manifests]
+    return out
 
 
 def manifest_to_json(manifest: Manifest) -> dict[str, Any]:

@@ -85,8 +85,9 @@ def test_children_of_a_kept_index_are_kept_at_any_depth() -> None:
     }
 
 
-def test_reference_cycle_and_dangling_references_fail_closed() -> None:
-    """Untagged manifests that reference each other are never deleted; missing references are ignored."""
+def test_reference_cycles_of_every_length_fail_closed() -> None:
+    """Manifests on a cycle are never deleted, a self-reference included (policy.md §4, Cycles);
+    missing references are ignored."""
     pol = policy(rule("prune-untagged", "delete", tag_state="untagged"))
     plan = plan_of(
         pol,
@@ -94,11 +95,20 @@ def test_reference_cycle_and_dangling_references_fail_closed() -> None:
             "odd",
             manifest("a1", references=("sha256:a2", "sha256:missing")),
             manifest("a2", references=("sha256:a1",)),
-            manifest("a3", references=("sha256:a3",)),  # refers to itself: not its own parent
+            manifest("a3", references=("sha256:a3",)),
+            manifest("a4", subject="sha256:a4"),
+            manifest("a5", references=("sha256:a6",)),  # an index whose child lists it back
+            manifest("a6", tags=("v6",), references=("sha256:a5",)),
+            manifest("a7"),  # an ordinary orphan: still deleted
         ),
     )
-    assert set(deleted(plan)) == {"a3"}
-    assert {u.digest for u in plan.untouched} == {"sha256:a1", "sha256:a2"}
+    assert {d: a.reasons for d, a in deleted(plan).items()} == {"a7": ("delete:prune-untagged",)}
+    cycle = "on a reference cycle: cycles are never deleted"
+    assert kept(plan) == {
+        "a3": ("saved-from:prune-untagged", cycle),
+        "a4": ("saved-from:prune-untagged", cycle),
+    }
+    assert {u.digest for u in plan.untouched} == {f"sha256:{d}" for d in ("a1", "a2", "a5", "a6")}
 
 
 def test_tagged_child_of_a_surviving_index_is_saved_from_its_own_delete_rule() -> None:
@@ -160,6 +170,106 @@ def test_attachment_by_subject_follows_its_subject_even_when_tagged() -> None:
     )
     assert deleted(plan) == {}
     assert plan.untouched[1].digest == "sha256:s1"
+
+
+KEEPS_REFERRER = "the registry deletes referrers with their subject"
+
+
+def test_locked_referrer_keeps_its_subject_and_the_subjects_subject() -> None:
+    """ACR deletes referrers with their subject, so a referrer that must stay holds its whole chain
+    of subjects (policy.md §4); a locked tag-scheme signature does not, the registry leaves it."""
+    repo = repository(
+        "app",
+        manifest("a1", tags=("pr-1",)),
+        manifest("s1", subject="sha256:a1"),
+        manifest("s2", subject="sha256:s1", can_write=False),
+        manifest("a2", tags=("pr-2",)),
+        manifest("g2", tags=("sha256-a2.sig",), can_delete=False),
+    )
+    plan = plan_of(policy(rule("prune-pr", "delete", tags=[r"pr-\d+"])), repo)
+    assert {d: a.reasons for d, a in deleted(plan).items()} == {"a2": ("delete:prune-pr",)}
+    assert kept(plan) == {
+        "a1": ("saved-from:prune-pr", f"keeps referrer sha256:s1: {KEEPS_REFERRER}"),
+        "s1": (f"keeps referrer sha256:s2: {KEEPS_REFERRER}", "attachment of sha256:a1"),
+        "s2": ("locked", "attachment of sha256:s1"),
+        "g2": ("locked", "saved-from:cascade from sha256:a2"),
+    }
+
+
+def test_referrers_of_a_deleted_subject_are_registry_cascades_counted_by_max_deletes() -> None:
+    """With include_locked, a locked referrer goes with its subject: in the plan, unlocked first,
+    counted against max_deletes and in the bytes."""
+    repo = repository(
+        "app",
+        manifest("a1", tags=("pr-1",), size_bytes=100),
+        manifest("s1", subject="sha256:a1", can_delete=False, size_bytes=10),
+        manifest("s2", subject="sha256:s1", size_bytes=1),
+    )
+    plan = plan_of(
+        policy(rule("prune-pr", "delete", tags=["pr-1"]), include_locked=True), repo, max_deletes=2
+    )
+    gone = deleted(plan)
+    assert set(gone) == {"a1", "s1", "s2"}
+    assert gone["s1"].reasons == ("registry cascade from sha256:a1",)
+    assert (gone["s1"].cascade_from, gone["s1"].unlock_first) == ("sha256:a1", True)
+    assert gone["s2"].after == ("sha256:s1",)
+    assert plan.over_limit
+    assert plan.bytes_upper_bound == 111
+
+
+def test_referrer_listed_by_a_surviving_index_keeps_its_subject() -> None:
+    """A referrer that a kept index also lists must stay, so its subject stays too."""
+    repo = repository(
+        "app",
+        manifest("i1", tags=("v1",), references=("sha256:s1",)),
+        manifest("a1", tags=("pr-1",)),
+        manifest("s1", subject="sha256:a1"),
+    )
+    plan = plan_of(policy(rule("prune-pr", "delete", tags=["pr-1"])), repo)
+    assert deleted(plan) == {}
+    assert kept(plan)["a1"] == ("saved-from:prune-pr", f"keeps referrer sha256:s1: {KEEPS_REFERRER}")
+
+
+def test_pinned_child_of_a_deleted_index_is_kept_with_its_reason() -> None:
+    """A platform manifest the index cascade would take, held because a locked referrer points at it."""
+    repo = repository(
+        "app",
+        manifest("i1", tags=("pr-1",), references=("sha256:c1",)),
+        manifest("c1"),
+        manifest("s1", subject="sha256:c1", can_delete=False),
+    )
+    plan = plan_of(policy(rule("prune-pr", "delete", tags=["pr-1"])), repo)
+    assert set(deleted(plan)) == {"i1"}
+    assert kept(plan)["c1"] == (
+        f"keeps referrer sha256:s1: {KEEPS_REFERRER}",
+        "saved-from:cascade from sha256:i1",
+    )
+
+
+def test_a_repository_whose_subjects_could_not_be_learned_deletes_nothing_and_says_why() -> None:
+    """Guessing is never allowed to delete more: such a repository plans no deletion; its lock
+    changes still stand (they only protect)."""
+    repo = Repository(
+        "app",
+        (
+            manifest("a1", tags=("pr-1",)),
+            manifest("a2", tags=("prod-1",)),
+            manifest("x1"),
+        ),
+        unreadable="manifest sha256:x1: content does not match its digest",
+    )
+    pol = policy(
+        rule("prune", "delete", tags=["pr-.*"]),
+        rule("lock-prod", "lock", tags=["prod-.*"], set={"delete_enabled": False}),
+    )
+    plan = plan_of(pol, repo)
+    assert deleted(plan) == {}
+    assert kept(plan)["a1"] == (
+        "saved-from:prune",
+        "not deleted: manifest sha256:x1: content does not match its digest",
+    )
+    assert {type(a) for a in plan.actions} == {SetManifestProperties, SetTagProperties}
+    assert plan.repositories[0].unreadable == "manifest sha256:x1: content does not match its digest"
 
 
 def test_tag_scheme_attachment_needs_every_tag_in_the_scheme() -> None:

@@ -64,7 +64,12 @@ def repositories(draw: st.DrawFn) -> list[Repository]:
             used_tags.update(t.name for t in own_tags)
             # References and subjects may point anywhere in the pool: at themselves, in cycles, or nowhere.
             references = tuple(draw(st.lists(st.sampled_from(DIGESTS), max_size=3, unique=True)))
-            subject = draw(st.none() | st.sampled_from(DIGESTS)) if draw(st.integers(0, 3)) == 0 else None
+            # Subjects mostly name a manifest of the same repository, as referrers do.
+            subject = (
+                draw(st.sampled_from(digests) | st.sampled_from(DIGESTS))
+                if draw(st.integers(0, 2)) == 0
+                else None
+            )
             manifests.append(
                 Manifest(
                     digest=digest,
@@ -78,7 +83,9 @@ def repositories(draw: st.DrawFn) -> list[Repository]:
                     tags=own_tags,
                 )
             )
-        result.append(Repository(name=name, manifests=tuple(manifests)))
+        # Now and then the inventory could not learn every subject there (policy.md §4).
+        unreadable = "manifest content unreadable" if draw(st.integers(0, 7)) == 0 else None
+        result.append(Repository(name=name, manifests=tuple(manifests), unreadable=unreadable))
     return result
 
 
@@ -331,3 +338,80 @@ def test_applying_the_property_changes_makes_them_disappear(pol: Policy, repos: 
     first = plan(pol, repos)
     second = plan(pol, with_changes(without_deletions(repos, first), first))
     assert [a for a in second.actions if not isinstance(a, DeleteManifest)] == []
+
+
+def on_cycle(repo: Repository, m: Manifest) -> bool:
+    """Whether m reaches itself through index references and subjects (self-references included)."""
+    by_digest = {x.digest: x for x in repo.manifests}
+
+    def parents(x: Manifest) -> set[str]:
+        listed = {y.digest for y in repo.manifests if x.digest in y.references}
+        subjects = {x.subject} if x.subject is not None else set()
+        if x.subject is None and x.tags and all(_ATTACHMENT.fullmatch(t.name) for t in x.tags):
+            subjects = {_ATTACHMENT.sub(r"\1:\2", t.name) for t in x.tags}
+        return (listed | subjects) & set(by_digest)
+
+    seen: set[str] = set()
+    frontier = list(parents(m))
+    while frontier:
+        digest = frontier.pop()
+        if digest == m.digest:
+            return True
+        if digest not in seen:
+            seen.add(digest)
+            frontier.extend(parents(by_digest[digest]))
+    return False
+
+
+@st.composite
+def referrer_repositories(draw: st.DrawFn) -> list[Repository]:
+    """Repositories dense with OCI referrers (chains of them, locked ones, some also listed by an
+    index), where the registry's own cascade decides what a plan may delete."""
+    digests = draw(st.lists(st.sampled_from(DIGESTS), min_size=2, max_size=10, unique=True))
+    manifests = []
+    for position, digest in enumerate(digests):
+        earlier = digests[:position]
+        subject = draw(st.none() | st.sampled_from(earlier)) if earlier else None
+        listed_by_index = draw(st.integers(0, 4)) == 0
+        manifests.append(
+            Manifest(
+                digest=digest,
+                updated_at=draw(st.sampled_from(TIMES)),
+                references=tuple(draw(st.lists(st.sampled_from(digests), max_size=2)))
+                if listed_by_index
+                else (),
+                subject=subject,
+                can_delete=draw(st.integers(0, 2)) > 0,
+                tags=(Tag(TAG_NAMES[position]),) if position < len(TAG_NAMES) and draw(st.booleans()) else (),
+            )
+        )
+    return [Repository(name="app", manifests=tuple(manifests))]
+
+
+@settings(PROPERTY_SETTINGS, max_examples=300)
+@given(policies(), repositories() | referrer_repositories())
+def test_what_the_registry_deletes_by_itself_is_in_the_plan(pol: Policy, repos: list[Repository]) -> None:
+    """ACR deletes a manifest's OCI referrers with it: every referrer of a deleted manifest is a
+    planned deletion too, so a referrer that must stay keeps its subject (policy.md §4)."""
+    gone = deleted_refs(plan(pol, repos))
+    for repo in repos:
+        for m in repo.manifests:
+            if m.subject is not None and m.subject != m.digest and (repo.name, m.subject) in gone:
+                assert (repo.name, m.digest) in gone, m
+
+
+@PROPERTY_SETTINGS
+@given(policies(), repositories())
+def test_cycles_and_unreadable_repositories_delete_nothing(pol: Policy, repos: list[Repository]) -> None:
+    """A manifest on a reference cycle is never deleted; a repository whose subjects could not all
+    be learned deletes nothing and says why."""
+    result = plan(pol, repos)
+    gone = deleted_refs(result)
+    for repo in repos:
+        if repo.unreadable is not None:
+            assert not any(name == repo.name for name, _ in gone)
+            summary = next(s for s in result.repositories if s.name == repo.name)
+            assert summary.unreadable == repo.unreadable
+        for m in repo.manifests:
+            if on_cycle(repo, m):
+                assert (repo.name, m.digest) not in gone, m

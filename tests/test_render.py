@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -295,6 +296,19 @@ def test_text_shows_short_digests_and_cascade_source() -> None:
     assert "cascade from sha256:4f0c1a2b3c4d" in text
     assert "sha256:0009" in text
     assert "unlock first" in text
+
+
+def test_a_repository_that_deletes_nothing_says_why_in_text_markdown_and_json() -> None:
+    """A repository whose subjects could not all be learned is named with the reason (policy.md §4)."""
+    plan = sample_plan()
+    why = "manifest sha256:0042 in team-c/odd: content does not match its digest"
+    summaries = (*plan.repositories, RepositorySummary("team-c/odd", 3, 0, 0, 0, 0, 3, 0, unreadable=why))
+    plan = replace(plan, repositories=summaries)
+    assert f"Deletes nothing in team-c/odd: {why}.\n" in render_text(plan)
+    markdown = render_markdown(plan)
+    assert "> ⚠️ **Deletes nothing in team-c/odd:** manifest sha256:0042 in team-c/odd: content" in markdown
+    assert plan_to_json(plan)["repositories"][-1]["unreadable"] == why
+    assert "unreadable" not in plan_to_json(plan)["repositories"][0]
 
 
 def test_signature_tags_are_shortened_like_digests() -> None:

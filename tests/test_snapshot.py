@@ -119,6 +119,7 @@ def test_write_then_read_gives_the_same_inventory(tmp_path: Path) -> None:
                 ),
             ),
             Repository("empty", ()),
+            Repository("odd", (Manifest("sha256:b0", datetime(2026, 1, 2, tzinfo=UTC)),), unreadable="why"),
         ),
     )
     buffer = io.StringIO()
