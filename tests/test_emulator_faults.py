@@ -6,8 +6,14 @@ Time is a fake clock the tests move by hand, so nothing here depends on how fast
 from __future__ import annotations
 
 import http.client
+import signal
 import ssl
+import subprocess
+import sys
+import threading
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from azure.containerregistry import ContainerRegistryClient
@@ -18,6 +24,7 @@ from tests.emulator import Emulator, FakeCredential
 from tests.emulator.faults import PRESETS, Faults
 from tests.emulator.rawhttp import RawClient
 
+ROOT = Path(__file__).resolve().parent.parent
 TOO_MANY = {
     "errors": [
         {"code": "TOOMANYREQUESTS", "message": "too many requests, retry after the time in Retry-After"}
@@ -187,3 +194,125 @@ def test_counters_count_operations_statuses_and_phases(emulator: Emulator) -> No
     assert emulator.counters.total() / emulator.counters.count("list_manifests", 200) == 4
     emulator.counters.reset()
     assert emulator.counters.total() == 0
+
+
+# --- holds -----------------------------------------------------------------------------------
+
+
+def sdk(emulator: Emulator) -> ContainerRegistryClient:
+    return ContainerRegistryClient(
+        emulator.endpoint, FakeCredential("aad-token"), audience="https://containerregistry.azure.net"
+    )
+
+
+def test_a_held_request_waits_while_others_are_served_then_is_served(emulator: Emulator) -> None:
+    seed(emulator)
+    held = emulator.faults.hold(method="DELETE", path_contains=f"sha256:{1:064x}", seconds=2.0)
+    elapsed: list[float] = []
+
+    def delete() -> None:
+        started = time.monotonic()
+        with sdk(emulator) as client:
+            client.delete_manifest("app", f"sha256:{1:064x}")
+        elapsed.append(time.monotonic() - started)
+
+    worker = threading.Thread(target=delete)
+    worker.start()
+    try:
+        assert held.arrived.wait(timeout=10)
+        # Meanwhile the server answers others, a DELETE that does not match included.
+        with sdk(emulator) as client:
+            client.delete_manifest("app", f"sha256:{2:064x}")
+            listed = {m.digest for m in client.list_manifest_properties("app")}
+        assert not held.released.is_set()
+        assert listed == {f"sha256:{n:064x}" for n in (1, 3, 4)}
+    finally:
+        worker.join(timeout=30)
+    assert held.released.is_set()
+    assert elapsed[0] >= 2.0
+    assert (held.count, held.dropped) == (1, 0)
+    assert [m.digest for m in emulator.dump().repositories[0].manifests] == [
+        f"sha256:{n:064x}" for n in (3, 4)
+    ]
+    # Only the request that performs the operation is held: the SDK's first, challenged DELETE is not.
+    assert emulator.counters.count("delete_manifest") == 4
+
+
+def test_holds_take_authorized_requests_only_and_times_of_them(raw: RawClient, emulator: Emulator) -> None:
+    held = emulator.faults.hold(method="GET", path_contains="_catalog", seconds=0.05, times=2)
+    assert raw.request("GET", "/acr/v1/_catalog").status == 401
+    assert held.count == 0
+    assert not held.arrived.is_set()
+    for _ in range(3):
+        assert raw.authorized("GET", "/acr/v1/_catalog").status == 200
+    assert (held.count, held.dropped, held.arrived.is_set(), held.released.is_set()) == (2, 0, True, True)
+    with pytest.raises(ValueError, match="seconds >= 0 and times >= 1"):
+        emulator.faults.hold(seconds=1, times=0)
+
+
+def test_reset_drops_held_requests_instead_of_serving_them_later(raw: RawClient, emulator: Emulator) -> None:
+    seed(emulator)
+    held = emulator.faults.hold(method="DELETE", seconds=60)
+    token = raw.access_token("repository:app:delete")
+    failures: list[BaseException] = []
+
+    def delete() -> None:
+        try:
+            raw.request(
+                "DELETE", f"/v2/app/manifests/sha256:{1:064x}", headers={"Authorization": f"Bearer {token}"}
+            )
+        except (ConnectionError, http.client.HTTPException, ssl.SSLError) as error:
+            failures.append(error)
+
+    worker = threading.Thread(target=delete)
+    worker.start()
+    try:
+        assert held.arrived.wait(timeout=10)
+        started = time.monotonic()
+        emulator.faults.reset()
+        assert time.monotonic() - started < 5
+    finally:
+        worker.join(timeout=30)
+    assert len(failures) == 1  # the client saw its connection reset
+    assert (held.dropped, held.released.is_set()) == (1, True)
+    assert emulator.counters.count("delete_manifest", 0) == 1
+    assert len(emulator.dump().repositories[0].manifests) == 4
+
+
+_DELETE_IN_A_SUBPROCESS = """
+import sys
+from azure.containerregistry import ContainerRegistryClient
+from tests.emulator import FakeCredential
+
+endpoint, repository, digest = sys.argv[1:]
+credential = FakeCredential("aad-token")
+with ContainerRegistryClient(endpoint, credential, audience="https://containerregistry.azure.net") as client:
+    client.delete_manifest(repository, digest)
+print("deleted")
+"""
+
+
+def test_a_client_killed_while_its_delete_is_held_deletes_nothing(emulator: Emulator) -> None:
+    """What crash tests of the CLI rely on: SIGKILL a process once its DELETE has arrived, and
+    the DELETE is dropped, not served when the hold ends."""
+    seed(emulator)
+    target = f"sha256:{1:064x}"
+    held = emulator.faults.hold(method="DELETE", path_contains=target, seconds=60)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _DELETE_IN_A_SUBPROCESS, emulator.endpoint, "app", target],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        arrived = held.arrived.wait(timeout=60)
+    finally:
+        process.kill()  # SIGKILL: no cleanup, no goodbye on the connection
+        out, err = process.communicate(timeout=30)
+    assert arrived, err.decode()
+    assert (process.returncode, out) == (-signal.SIGKILL, b"")
+    assert held.released.wait(timeout=5)  # noticed within the poll, not after 60 s
+    assert (held.count, held.dropped) == (1, 1)
+    assert target in {m.digest for m in emulator.dump().repositories[0].manifests}
+    assert emulator.counters.count("delete_manifest", 202) == 0
+    assert emulator.counters.count("delete_manifest", 0) == 1

@@ -1,4 +1,5 @@
-"""Fault injection: latency, ACR-style throttling, 5xx answers, connection resets, scripted faults.
+"""Fault injection: latency, ACR-style throttling, 5xx answers, connection resets, scripted faults,
+and held requests (delayed on the server's loop so a test can act, or kill a client, meanwhile).
 
 Throttling follows the documented ACR model (ops.md §1.1): a token bucket per operation class and
 identity (OAuth per registry), a 429 whose Retry-After counts down to when the next request will be
@@ -45,6 +46,15 @@ class _Bucket:
     stamp: float
 
 
+def _matches(
+    wanted_method: str | None, path_contains: str | None, method: str, raw_path: str, path: str
+) -> bool:
+    if wanted_method is not None and wanted_method.upper() != method:
+        return False
+    # Both spellings: digests arrive as `sha256%3A…` from requests and `sha256:…` from aiohttp.
+    return path_contains is None or path_contains in raw_path or path_contains in path
+
+
 @dataclass
 class Scripted:
     """A one-off (or n-times) fault for requests matching method and path."""
@@ -58,9 +68,27 @@ class Scripted:
     fired: int = 0
 
     def matches(self, method: str, raw_path: str, path: str) -> bool:
-        if self.method is not None and self.method.upper() != method:
-            return False
-        return self.path_contains is None or self.path_contains in raw_path or self.path_contains in path
+        return _matches(self.method, self.path_contains, method, raw_path, path)
+
+
+@dataclass(eq=False)
+class Held:
+    """The next `times` matching requests, each delayed `seconds` before it is served. Tests read
+    it from their own thread while the server's loop updates it."""
+
+    seconds: float
+    method: str | None = None
+    path_contains: str | None = None
+    times: int = 1
+    count: int = 0  # matching requests held so far
+    dropped: int = 0  # held requests never served: their client went away, or reset() came first
+    arrived: threading.Event = field(default_factory=threading.Event)  # the first one is held
+    released: threading.Event = field(default_factory=threading.Event)  # all `times` served or dropped
+    abandoned: bool = False  # set by Faults.reset(): drop rather than serve into the next test
+    _done: int = 0
+
+    def matches(self, method: str, raw_path: str, path: str) -> bool:
+        return _matches(self.method, self.path_contains, method, raw_path, path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +114,22 @@ class Faults:
     _burst: dict[OperationClass, float] = field(default_factory=dict)
     _buckets: dict[tuple[OperationClass, str], _Bucket] = field(default_factory=dict)
     _scripts: list[Scripted] = field(default_factory=list)
+    _holds: list[Held] = field(default_factory=list)
+    _in_flight: int = 0  # held requests not yet released
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _settled: threading.Condition = field(init=False)
     _random: random.Random = field(default_factory=random.Random)
     clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
+        self._settled = threading.Condition(self._lock)
         if self.seed is not None:
             self._random.seed(self.seed)
 
-    def reset(self) -> None:
+    def reset(self, *, settle_timeout: float = 5.0) -> None:
+        """Everything off. Requests still held are dropped, and reset() returns once they have
+        been (or after `settle_timeout`), so that none is served into, or counted by, the next
+        test of a shared server."""
         with self._lock:
             self.latency_ms = self.jitter_ms = self.error_rate = self.reset_rate = 0.0
             self.time_scale = 1.0
@@ -102,7 +137,11 @@ class Faults:
             self._burst.clear()
             self._buckets.clear()
             self._scripts.clear()
+            for held in self._holds:
+                held.abandoned = True
+            self._holds.clear()
             self.clock = time.monotonic
+            self._settled.wait_for(lambda: self._in_flight == 0, timeout=settle_timeout)
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -149,6 +188,42 @@ class Faults:
         with self._lock:
             self._scripts.append(scripted)
         return scripted
+
+    def hold(
+        self, *, method: str | None = None, path_contains: str | None = None, seconds: float, times: int = 1
+    ) -> Held:
+        """Delay the next `times` matching requests by `seconds` each, then serve them as usual;
+        other requests go on meanwhile. A request is held just before its operation runs (after
+        the challenge, throttling and scripted faults), so each held request is one operation.
+        One whose client disconnects while held is dropped, never served: kill a client once
+        `arrived` is set and the operation it asked for does not happen."""
+        if seconds < 0 or times < 1:
+            raise ValueError("hold needs seconds >= 0 and times >= 1")
+        held = Held(seconds, method, path_contains, times)
+        with self._lock:
+            self._holds.append(held)
+        return held
+
+    def holding(self, method: str, raw_path: str, path: str) -> Held | None:
+        """The hold this request is taken by, if any; each one taken is released exactly once."""
+        with self._lock:
+            for held in self._holds:
+                if held.count < held.times and held.matches(method, raw_path, path):
+                    held.count += 1
+                    self._in_flight += 1
+                    held.arrived.set()
+                    return held
+        return None
+
+    def release(self, held: Held, *, served: bool) -> None:
+        with self._lock:
+            held._done += 1
+            if not served:
+                held.dropped += 1
+            if held._done == held.times:
+                held.released.set()
+            self._in_flight -= 1
+            self._settled.notify_all()
 
     @property
     def limits(self) -> dict[OperationClass, float]:

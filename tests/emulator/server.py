@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
@@ -29,7 +30,7 @@ from retention.snapshot import load_snapshot
 from tests.emulator import wire
 from tests.emulator.auth import AuthService, Scope
 from tests.emulator.counters import Counters
-from tests.emulator.faults import Fault, Faults, operation_class, retry_after_text
+from tests.emulator.faults import Fault, Faults, Held, operation_class, retry_after_text
 from tests.emulator.handlers import Call, Config, Handlers, json_response
 from tests.emulator.routes import Route, resolve, split
 from tests.emulator.seed import dump, seed
@@ -47,6 +48,15 @@ class _Reset(Exception):  # noqa: N818 - a signal to drop the connection, not an
 
 
 _PLAIN_404 = "404 page not found\n"
+_HOLD_POLL = 0.02  # seconds between checks that a held request's client is still there
+
+
+@dataclass
+class _Holding:
+    """Which hold took a request, kept until the request is counted."""
+
+    held: Held | None = None
+    served: bool = False
 
 
 class Api:
@@ -66,11 +76,12 @@ class Api:
         raw_path, _, raw_query = request.raw_path.partition("?")
         route = resolve(request.method, split(raw_path))
         status = 0  # what a dropped connection is counted as
+        holding = _Holding()
         try:
             delay = self.faults.delay()
             if delay:
                 await asyncio.sleep(delay)
-            response = await self._respond(request, route, raw_path, raw_query)
+            response = await self._respond(request, route, raw_path, raw_query, holding)
             status = response.status
             self._decorate(response, raw_path)
         except _Reset:
@@ -80,10 +91,30 @@ class Api:
             raise asyncio.CancelledError from None
         finally:
             self.counters.record(route.operation if route else "unknown", status)
+            if holding.held is not None:
+                # Released only once counted: Faults.reset() waits for held requests, and so
+                # their counts cannot land in the next test's counters.
+                self.faults.release(holding.held, served=holding.served)
         return response
 
+    @staticmethod
+    async def _hold(request: web.Request, held: Held) -> bool:
+        """Wait out the hold; False as soon as the client is gone or faults were reset. aiohttp
+        does not cancel a handler whose client disconnects, so without these checks a killed
+        client's request would still be served when the hold ends."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + held.seconds
+        while True:
+            transport = request.transport
+            if transport is None or transport.is_closing() or held.abandoned:
+                return False
+            left = deadline - loop.time()
+            if left <= 0:
+                return True
+            await asyncio.sleep(min(left, _HOLD_POLL))
+
     async def _respond(
-        self, request: web.Request, route: Route | None, raw_path: str, raw_query: str
+        self, request: web.Request, route: Route | None, raw_path: str, raw_query: str, holding: _Holding
     ) -> web.StreamResponse:
         if route is None:
             return web.Response(status=404, text=_PLAIN_404)
@@ -110,6 +141,11 @@ class Api:
                 return self._challenge(route.scope, insufficient=decision.insufficient)
             self.counters.phase("authorized")
             call.subject = decision.subject
+        holding.held = self.faults.holding(request.method, raw_path, path)
+        if holding.held is not None:
+            if not await self._hold(request, holding.held):
+                raise _Reset
+            holding.served = True
         handler: Callable[[Call], Awaitable[web.StreamResponse]] = getattr(self.handlers, route.operation)
         try:
             response = await handler(call)
@@ -336,10 +372,11 @@ class Emulator:
     def reset(self) -> None:
         """Empty registry, zero counters, no faults, no registered identities, the options given
         to the constructor: what a shared server needs between tests."""
+        # Faults first: requests still held are dropped and counted before the counters are zeroed.
+        self.faults.reset()
         self.state.clear()
         self.digests = {}
         self.counters.reset()
-        self.faults.reset()
         self.faults.time_scale = self._time_scale
         self.auth.reset_identities()
         self.auth.clock = time.time
