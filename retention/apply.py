@@ -13,23 +13,27 @@ import json
 import signal
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import IO, TYPE_CHECKING
 
 from retention import logs
 from retention.errors import EXIT_ERROR, EXIT_OK, EXIT_OVER_LIMIT, AccessDeniedError, RetentionError
 from retention.executor import Execution, Limits, Outcome, Record, execute
+from retention.matchers import compile_globs
 from retention.plan import DeleteManifest
+from retention.policyload import policy_from_canonical
 from retention.ratelimit import SKU_LIMITS, AdaptiveLimiter, OperationClass
 from retention.registry import RegistryWriter, close_credential
 from retention.render import human_bytes
 from retention.timefmt import format_time
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from datetime import datetime, timedelta
+    from collections.abc import Callable, Sequence
+    from datetime import datetime
 
     from retention.plan import Plan
+    from retention.policy import Policy
     from retention.registry import Connection
 
 # The documented limits are per identity; other clients (CI pushes, kubelets pulling) share them.
@@ -75,18 +79,61 @@ class Budgets:
         )
 
 
-def check_saved_plan(plan: Plan, *, login_server: str, max_age: timedelta, now: datetime) -> None:
-    """Refuse a saved plan made for another registry, or from an inventory older than `max_age`."""
+# How far in the future a saved plan's inventory time may lie: clocks of the machine that planned
+# and the one that applies may disagree by this much (NTP keeps them within a second; five
+# minutes is the leeway Entra ID tokens are given).
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def check_saved_plan(
+    plan: Plan, *, login_server: str, max_age: timedelta, now: datetime, allow_snapshot: bool = False
+) -> Policy:
+    """Refuse a saved plan made for another registry, from a snapshot (unless allowed), without
+    its policy, or from an inventory older than `max_age` or taken in the future; returns the
+    policy the plan was made with."""
     if plan.registry is None or plan.registry.lower() != login_server.lower():
         raise PlanRefusedError(f"the plan is for registry {plan.registry}, not {login_server}; refusing it")
+    if plan.source != "registry" and not allow_snapshot:
+        raise PlanRefusedError(
+            "the plan was made from a snapshot file, whose taken_at nobody vouches for; make the plan"
+            " with plan --registry, or pass --allow-snapshot-plan"
+        )
+    if plan.policy_document is None:
+        raise PlanRefusedError(
+            "the plan does not carry the policy it was made with (made by an older version?); make a new plan"
+        )
     if plan.taken_at is None:
         raise PlanRefusedError("the plan does not say when its inventory was taken; make a new plan")
+    if plan.taken_at > now + CLOCK_SKEW:
+        raise PlanRefusedError(
+            f"the plan's inventory was taken {format_time(plan.taken_at)}, in the future (now"
+            f" {format_time(now)}): a clock is wrong or the plan was edited; make a new plan"
+        )
     age = now - plan.taken_at
     if age > max_age:
         raise PlanRefusedError(
             f"the plan's inventory is {_duration(age)} old (taken {format_time(plan.taken_at)}), more than"
             f" --max-plan-age {_duration(max_age)}; make a new plan"
         )
+    return policy_from_canonical(json.loads(plan.policy_document), "the plan's policy")
+
+
+def only_repositories(plan: Plan, globs: Sequence[str]) -> Plan:
+    """The plan narrowed to repositories matching `globs`: whole repositories, so every cascade
+    stays together. A part of a plan within `max_deletes` is within it too; the caller refuses a
+    plan over the limit before narrowing it, so a filter never lets an oversized plan through."""
+    if not globs:
+        return plan
+    pattern = compile_globs(tuple(globs))
+    assert pattern is not None  # noqa: S101 - globs is not empty
+    keep = pattern.fullmatch
+    return replace(
+        plan,
+        actions=tuple(a for a in plan.actions if keep(a.repository)),
+        kept=tuple(k for k in plan.kept if keep(k.repository)),
+        untouched=tuple(u for u in plan.untouched if keep(u.repository)),
+        repositories=tuple(r for r in plan.repositories if keep(r.name)),
+    )
 
 
 def _duration(value: timedelta) -> str:
@@ -146,6 +193,7 @@ def run_apply(
     plan: Plan,
     connection: Connection,
     *,
+    policy: Policy,
     budgets: Budgets,
     concurrency: int,
     report: IO[str],
@@ -177,7 +225,8 @@ def run_apply(
 
     started = time.monotonic()
     limiters = {op: AdaptiveLimiter(per_minute=rate) for op, rate in budgets.per_minute.items()}
-    outcome = asyncio.run(_run(plan, connection, Limits(limiters=limiters, concurrency=concurrency), write))
+    limits = Limits(limiters=limiters, concurrency=concurrency)
+    outcome = asyncio.run(_run(plan, connection, policy, limits, write))
     progress.close()
     records, signal_seen, denied = outcome
     counts = Counter(r.outcome for r in records)
@@ -227,7 +276,7 @@ def run_apply(
 
 
 async def _run(
-    plan: Plan, connection: Connection, limits: Limits, write: Callable[[Record], None]
+    plan: Plan, connection: Connection, policy: Policy, limits: Limits, write: Callable[[Record], None]
 ) -> tuple[list[Record], int | None, AccessDeniedError | None]:
     stop = asyncio.Event()
     seen: list[int] = []
@@ -242,7 +291,7 @@ async def _run(
         loop.add_signal_handler(signum, interrupted, signum)
     try:
         async with RegistryWriter(connection) as writer:
-            execution = Execution(writer=writer, limits=limits, report=write, stop=stop)
+            execution = Execution(writer=writer, limits=limits, report=write, stop=stop, policy=policy)
             try:
                 records = await execute(plan, execution)
             except AccessDeniedError as exc:

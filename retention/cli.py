@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retention import __version__, logs, registry
-from retention.apply import Budgets, check_saved_plan, confirm, run_apply
+from retention.apply import Budgets, PlanRefusedError, check_saved_plan, confirm, only_repositories, run_apply
 from retention.errors import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -36,7 +36,7 @@ from retention.matchers import GrammarError, parse_duration
 from retention.metrics import DEFAULT_JOB, PushError, Pushgateway, RunMetrics, push
 from retention.pipeline import plan_from_registry, plan_from_snapshot, snapshot_registry
 from retention.plan import iter_plan_json
-from retention.planfile import load_plan
+from retention.planfile import PLAN_KEY_VARIABLE, load_plan, plan_key
 from retention.policyload import format_report, load_policy, validate
 from retention.ratelimit import SKU_LIMITS
 from retention.registry import DEFAULT_AUDIENCE, Connection, RegistryTarget
@@ -182,7 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REGISTRY",
         help="login server or https URL; default: $ACR_RETENTION_REGISTRY, then the policy's registry",
     )
-    apply.add_argument("--plan", metavar="FILE", help="execute this saved plan (from plan --save-plan)")
+    apply.add_argument(
+        "--plan",
+        metavar="FILE",
+        help="execute this saved plan (from plan --save-plan): no action it does not contain, and only"
+        " those a fresh look at each repository agrees with; --policy beside it must be its own policy;"
+        f" with ${PLAN_KEY_VARIABLE} set, only a plan signed with that key",
+    )
+    apply.add_argument(
+        "--allow-snapshot-plan",
+        action="store_true",
+        help="accept a saved plan made from a snapshot file (plan --snapshot); its taken_at is only"
+        " what the file says, so --max-plan-age cannot vouch for it",
+    )
     apply.add_argument(
         "--max-plan-age",
         type=_duration,
@@ -457,9 +469,10 @@ def _cmd_plan(args: argparse.Namespace, run: _Run) -> int:
         max_deletes=plan.max_deletes,
         duration_s=round(time.perf_counter() - started, 3),
     )
+    key = plan_key()
     if args.save_plan:
-        _write_atomically(args.save_plan, iter_plan_json(plan))
-    rendered = _render(plan, args)
+        _write_atomically(args.save_plan, iter_plan_json(plan, key=key))
+    rendered = _render(plan, args, key=key)
     if args.out:
         _write_atomically(args.out, rendered)
     else:
@@ -479,13 +492,24 @@ def _cmd_plan(args: argparse.Namespace, run: _Run) -> int:
 def _cmd_apply(args: argparse.Namespace, run: _Run) -> int:
     started = datetime.now(UTC)
     if args.plan:
-        policy_registry = None
-        plan = load_plan(args.plan)
+        plan = load_plan(args.plan, key=plan_key())
         connection = _connection(args, fallback=plan.registry)
         run.registry = connection.target.login_server
-        check_saved_plan(
-            plan, login_server=connection.target.login_server, max_age=args.max_plan_age, now=started
+        policy = check_saved_plan(
+            plan,
+            login_server=connection.target.login_server,
+            max_age=args.max_plan_age,
+            now=started,
+            allow_snapshot=args.allow_snapshot_plan,
         )
+        if args.policy:
+            given = load_policy(args.policy)
+            if given.sha256 != plan.policy_sha256:
+                raise PlanRefusedError(
+                    f"--policy is not the policy the plan was made with (the plan's"
+                    f" {plan.policy_sha256[:12]}, --policy {given.sha256[:12]}); drop --policy to apply"
+                    " the plan as it is, or make a new plan"
+                )
     else:
         paths = args.policy or (
             [os.environ["ACR_RETENTION_POLICY"]] if "ACR_RETENTION_POLICY" in os.environ else []
@@ -493,8 +517,7 @@ def _cmd_apply(args: argparse.Namespace, run: _Run) -> int:
         if not paths:
             raise UsageError("apply needs --policy (or $ACR_RETENTION_POLICY) or --plan FILE")
         policy = load_policy(paths)
-        policy_registry = policy.registry
-        connection = _connection(args, fallback=policy_registry)
+        connection = _connection(args, fallback=policy.registry)
         run.registry = connection.target.login_server
         plan = plan_from_registry(
             policy,
@@ -507,6 +530,9 @@ def _cmd_apply(args: argparse.Namespace, run: _Run) -> int:
     if args.max_deletes is not None:
         limits = [x for x in (plan.max_deletes, args.max_deletes) if x is not None]
         plan = replace(plan, max_deletes=min(limits))
+    if not plan.over_limit:
+        # Over the limit, the whole plan is refused: a filter must not let part of it through.
+        plan = only_repositories(plan, args.repository)
     run.plan = plan
     sys.stdout.write(render_text(plan))
     sys.stdout.flush()
@@ -522,7 +548,13 @@ def _cmd_apply(args: argparse.Namespace, run: _Run) -> int:
         reads=args.max_reads_per_minute,
     )
     execute = partial(
-        run_apply, plan, connection, budgets=budgets, concurrency=args.concurrency, stderr=sys.stderr
+        run_apply,
+        plan,
+        connection,
+        policy=policy,
+        budgets=budgets,
+        concurrency=args.concurrency,
+        stderr=sys.stderr,
     )
     if not args.report:
         run.applied = execute(report=sys.stdout)
@@ -582,9 +614,9 @@ def _connection(args: argparse.Namespace, *, fallback: str | None) -> Connection
     )
 
 
-def _render(plan: Plan, args: argparse.Namespace) -> Iterable[str]:
+def _render(plan: Plan, args: argparse.Namespace, *, key: bytes | None) -> Iterable[str]:
     if args.format == "json":
-        return iter_plan_json(plan)
+        return iter_plan_json(plan, key=key)
     if args.format == "markdown":
         return [render_markdown(plan)]
     stream_is_tty = not args.out and sys.stdout.isatty()

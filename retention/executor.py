@@ -1,13 +1,21 @@
 """Execute a plan: the only stage that changes a registry, and only as the plan says.
 
-Per repository, right before acting, the repository is listed once more (the
-drift guard): an item whose tags, lock state or last update changed since the
-plan is skipped as `drifted`, so a manifest that gained a tag is never deleted
-on the strength of an older plan. Then, in this order: the unlocks a delete
-needs (`unlock_first`), deletes of parents, deletes of their dependents (a
-child never before its index, an attachment never before its subject, and
-never at all when a parent was not deleted), and last the property changes,
-sending only the keys that still differ.
+Per repository, right before acting, the repository is listed once more and
+`retention.agreement` decides which planned actions still hold: when nothing
+the plan leaves standing has changed, each item is checked on its own (its
+tags, last update and locks); when something has, the repository is read
+whole and planned again with the plan's policy, and only the actions both
+plans contain run. The rest are `drifted`, with the reason. Then, in this
+order: deletes of parents, deletes of their dependents (a child never before
+its index, an attachment never before its subject, and never at all when a
+parent was not deleted), and last the property changes, sending only the keys
+that still differ.
+
+A delete that needs an unlock is one step: once its unlock is sent, the delete
+follows even after SIGINT/SIGTERM, and when the delete fails (refused, 401/403,
+anything) the locks the plan saw are put back before the run ends. A rerun of
+the same plan finds an unlock its earlier run made (fewer locks than planned)
+and completes the delete.
 
 A failed item does not stop the run; 401/403 does, at once. Every planned
 action ends with exactly one record. Writing goes through a `Writer` (the SDK
@@ -25,17 +33,33 @@ from enum import StrEnum
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+import structlog
+
+from retention.agreement import Verdict, agree, blocking
 from retention.errors import AccessDeniedError, WriteFailedError
-from retention.inventory import Property
-from retention.plan import Action, DeleteManifest, SetManifestProperties, SetTagProperties, action_to_json
+from retention.inventory import Property, Repository
+from retention.needs import PolicyNeeds
+from retention.plan import (
+    Action,
+    DeleteManifest,
+    SetManifestProperties,
+    SetTagProperties,
+    action_to_json,
+    standing_fingerprint,
+)
+from retention.planner import make_plan
 from retention.ratelimit import AdaptiveLimiter, OperationClass
 from retention.timefmt import format_time
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable
 
-    from retention.inventory import Manifest, Repository
+    from retention.inventory import Listing, Manifest
+    from retention.needs import Needs
     from retention.plan import Plan
+    from retention.policy import Policy
+
+log = structlog.get_logger("acr-retention")
 
 
 class Outcome(StrEnum):
@@ -47,12 +71,13 @@ class Outcome(StrEnum):
 
 
 class Writer(Protocol):
-    async def current(self, repository: str) -> Repository | None: ...
+    async def listing(self, repository: str, needs: Needs) -> Listing | None: ...
+    async def complete(self, listing: Listing, needs: Needs) -> Repository: ...
     async def delete_manifest(self, repository: str, digest: str) -> bool: ...
     async def set_manifest_properties(
         self, repository: str, digest: str, changes: dict[str, bool]
-    ) -> None: ...
-    async def set_tag_properties(self, repository: str, tag: str, changes: dict[str, bool]) -> None: ...
+    ) -> bool: ...  # False: the manifest is gone
+    async def set_tag_properties(self, repository: str, tag: str, changes: dict[str, bool]) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +123,17 @@ class Limits:
 
 @dataclass
 class Execution:
-    """The state of one run, shared by its repository tasks."""
+    """The state of one run, shared by its repository tasks.
+
+    `policy` is the one the plan was made with: a repository that changed since the plan is
+    planned again with it (at the plan's `now`) before anything there runs.
+    """
 
     writer: Writer
     limits: Limits
     report: Callable[[Record], None]
     stop: asyncio.Event
+    policy: Policy
     records: list[Record] = field(default_factory=list)
     _slots: asyncio.Semaphore = field(init=False)
 
@@ -142,7 +172,7 @@ class Execution:
 
 
 async def execute(plan: Plan, execution: Execution) -> list[Record]:
-    """Run every action of `plan` once; returns (and reports) one record per action.
+    """Run every action of `plan` at most once; returns (and reports) one record per action.
 
     Raises AccessDeniedError after recording what was done, when the registry
     refuses the identity.
@@ -150,12 +180,16 @@ async def execute(plan: Plan, execution: Execution) -> list[Record]:
     by_repository: dict[str, list[Action]] = defaultdict(list)
     for action in plan.actions:
         by_repository[action.repository].append(action)
+    summaries = {s.name: s for s in plan.repositories}
+    needs = PolicyNeeds(execution.policy, plan.now)
     # A repository holds its fresh listing until its actions are done: bound how many are open.
     open_repositories = asyncio.Semaphore(execution.limits.concurrency)
 
     async def one(name: str, actions: list[Action]) -> None:
         async with open_repositories:
-            await _repository(name, actions, execution)
+            summary = summaries.get(name)
+            planned = summary.fingerprint if summary is not None else None
+            await _repository(_Scope(name, actions, plan.now, needs, planned), execution)
 
     tasks = [asyncio.create_task(one(name, actions)) for name, actions in by_repository.items()]
     try:
@@ -176,72 +210,96 @@ def _skip_unrecorded(plan: Plan, execution: Execution, why: str) -> None:
             execution.record(action, Outcome.SKIPPED, why)
 
 
-async def _repository(name: str, actions: Sequence[Action], run: Execution) -> None:
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """One repository's share of the plan, and what a fresh look at it is compared with."""
+
+    name: str
+    actions: list[Action]
+    now: datetime
+    needs: PolicyNeeds
+    fingerprint: str | None  # of what the plan leaves standing here (inventory.fingerprint)
+
+
+async def _repository(scope: _Scope, run: Execution) -> None:
     if run.stop.is_set():
         return
+    name, actions = scope.name, scope.actions
     try:
-        current = await run.attempt(OperationClass.READ, lambda: run.writer.current(name))
+        listing = await run.attempt(OperationClass.READ, lambda: run.writer.listing(name, scope.needs))
+        if listing is None:  # the whole repository is gone: so is everything planned in it
+            current: Repository = Repository(name, ())
+            fresh = None
+        else:
+            current, fresh = await _fresh_look(scope, listing, run)
     except WriteFailedError as exc:
         for action in actions:
-            run.record(action, Outcome.FAILED, f"could not list the repository before acting: {exc}")
+            run.record(action, Outcome.FAILED, f"could not read the repository before acting: {exc}")
         return
-    manifests: dict[str, Manifest] = {m.digest: m for m in current.manifests} if current else {}
-    deletes = [a for a in actions if isinstance(a, DeleteManifest)]
-    await _deletes(name, deletes, manifests, run)
-    for action in actions:
+    agreement = agree(actions, current, fresh=fresh)
+    manifests = {m.digest: m for m in current.manifests}
+    deletes: list[DeleteManifest] = []
+    for position, action in enumerate(actions):
+        verdict = agreement.verdicts[position]
+        if verdict is Verdict.GONE:
+            run.record(action, Outcome.ALREADY_GONE)
+        elif verdict is Verdict.DRIFTED:
+            run.record(action, Outcome.DRIFTED, agreement.reasons.get(position))
+        elif verdict is Verdict.SKIPPED:
+            run.record(action, Outcome.SKIPPED, agreement.reasons.get(position))
+        elif isinstance(action, DeleteManifest):
+            deletes.append(action)
+    await _deletes(deletes, manifests, run)
+    for action, verdict in zip(actions, agreement.verdicts, strict=True):
         if run.stop.is_set():
             return
+        if verdict is not Verdict.RUN:
+            continue
         if isinstance(action, SetManifestProperties):
             await _set_manifest(action, manifests, run)
         elif isinstance(action, SetTagProperties):
             await _set_tag(action, manifests, run)
 
 
-def _drift(action: DeleteManifest, manifest: Manifest) -> str | None:
-    if sorted(manifest.tag_names) != sorted(action.tags):
-        return f"tags are now {sorted(manifest.tag_names)}, the plan saw {sorted(action.tags)}"
-    if manifest.updated_at != action.updated_at:
-        return f"updated {format_time(manifest.updated_at)} since the plan ({format_time(action.updated_at)})"
-    if manifest.locked != action.unlock_first:
-        return "locked since the plan" if manifest.locked else "unlocked since the plan"
-    return None
+async def _fresh_look(scope: _Scope, listing: Listing, run: Execution) -> tuple[Repository, Plan | None]:
+    """The repository now, and (when it changed outside the plan's own items) a plan of it made now."""
+    if (
+        scope.fingerprint is not None
+        and standing_fingerprint(listing.repository, scope.actions) == scope.fingerprint
+    ):
+        return listing.repository, None
+    repository = await run.attempt(OperationClass.READ, lambda: run.writer.complete(listing, scope.needs))
+    fresh = make_plan(run.policy, [repository], now=scope.now)
+    log.info(
+        "repository_changed_since_plan",
+        repository=scope.name,
+        planned_actions=len(scope.actions),
+        fresh_actions=len(fresh.actions),
+    )
+    return repository, fresh
 
 
-async def _deletes(
-    name: str, deletes: list[DeleteManifest], manifests: dict[str, Manifest], run: Execution
-) -> None:
-    del name
-    gone: set[str] = set()  # deleted now or before: a dependent may follow
-    kept: dict[str, str] = {}  # not deleted, and why: its dependents must stay
-    ready: list[DeleteManifest] = []
-    for action in deletes:
-        manifest = manifests.get(action.digest)
-        if manifest is None:
-            run.record(action, Outcome.ALREADY_GONE)
-            gone.add(action.digest)
-            continue
-        drift = _drift(action, manifest)
-        if drift is not None:
-            run.record(action, Outcome.DRIFTED, drift)
-            kept[action.digest] = "drifted"
-            continue
-        ready.append(action)
+async def _deletes(deletes: list[DeleteManifest], manifests: dict[str, Manifest], run: Execution) -> None:
+    """The deletes `agree` let run, parents first; a dependent whose parent's delete fails stays."""
+    gone: set[str] = set()  # deleted by this run: a dependent may follow
+    kept: dict[str, str] = {}  # not deleted after all, and why: its dependents must stay
+    ready = list(deletes)
     while ready:
         if run.stop.is_set():
             return
-        # A dependent whose parent stays must stay too: its parent would point at nothing.
         blocked = [a for a in ready if any(p in kept for p in a.after)]
         for action in blocked:
             parent = next(p for p in action.after if p in kept)
             run.record(action, Outcome.SKIPPED, f"parent {parent} was not deleted ({kept[parent]})")
             kept[action.digest] = "its parent was not deleted"
         ready = [a for a in ready if a not in blocked]
-        level = [a for a in ready if all(p in gone for p in a.after)]
+        # A parent that was not there to begin with is as gone as one deleted now.
+        level = [a for a in ready if all(p in gone or p not in manifests for p in a.after)]
         if not level:
             for action in ready:  # pragma: no cover - the planner never writes a cycle of `after`
                 run.record(action, Outcome.SKIPPED, "waits for a parent that never went")
             return
-        results = await asyncio.gather(*(_delete(a, manifests[a.digest], run) for a in level))
+        results = await asyncio.gather(*(_delete(a, manifests[a.digest], gone, run) for a in level))
         for action, deleted in zip(level, results, strict=True):
             if deleted:
                 gone.add(action.digest)
@@ -250,25 +308,32 @@ async def _deletes(
         ready = [a for a in ready if a not in level]
 
 
-async def _delete(action: DeleteManifest, manifest: Manifest, run: Execution) -> bool:
+async def _delete(action: DeleteManifest, manifest: Manifest, gone: set[str], run: Execution) -> bool:
+    """Unlock where the plan said so, then delete: one step. Whatever ends it early after an
+    unlock (a refusal, an error, cancellation) puts back the locks the plan saw."""
+    if action.subject is not None and action.subject in gone:
+        # ACR deleted this referrer with its subject a moment ago: nothing to send.
+        run.record(action, Outcome.ALREADY_GONE, "deleted by the registry with its subject")
+        return True
     writer = run.writer
-    restore: list[Callable[[], Awaitable[None]]] = []
+    unlocked: list[tuple[str | None, str]] = []
     try:
-        if action.unlock_first:
-            await _unlock(action, manifest, run, restore)
+        if not await _unlock(action, manifest, run, unlocked):
+            run.record(action, Outcome.ALREADY_GONE)
+            return True
         deleted = await run.attempt(
             OperationClass.DELETE, lambda: writer.delete_manifest(action.repository, action.digest)
         )
-    except WriteFailedError as exc:
-        detail = str(exc)
-        # The unlock was only a means to the delete: put the locks back as they were.
-        for relock in restore:
-            try:
-                await run.attempt(OperationClass.WRITE, relock)
-            except WriteFailedError as again:
-                detail += f"; restoring its lock failed too: {again}"
+    except (WriteFailedError, AccessDeniedError) as exc:
+        detail = str(exc) + await _relock(action, manifest, unlocked, run)
         run.record(action, Outcome.FAILED, detail)
+        if isinstance(exc, AccessDeniedError):
+            raise
         return False
+    except BaseException:
+        # Not a registry answer (cancellation, a bug): the lock still goes back before it propagates.
+        await _relock(action, manifest, unlocked, run)
+        raise
     # 404: someone else deleted it since the listing, or our own earlier attempt did and its answer
     # was lost. Either way it is gone, as planned.
     run.record(action, Outcome.DONE if deleted else Outcome.ALREADY_GONE)
@@ -276,40 +341,65 @@ async def _delete(action: DeleteManifest, manifest: Manifest, run: Execution) ->
 
 
 async def _unlock(
-    action: DeleteManifest, manifest: Manifest, run: Execution, restore: list[Callable[[], Awaitable[None]]]
-) -> None:
-    """Set the blocking attributes back to true, only where they are false, remembering how to undo it."""
+    action: DeleteManifest, manifest: Manifest, run: Execution, unlocked: list[tuple[str | None, str]]
+) -> bool:
+    """Set the blocking attributes back to true, only where they are false now, noting each.
+    False when the manifest turns out to be gone; a tag gone meanwhile is a failure."""
     writer, repository = run.writer, action.repository
-    blocking = (Property.WRITE_ENABLED, Property.DELETE_ENABLED)
-    unlock = {p.attribute: True for p in blocking if not manifest.value(p)}
-    if unlock:
-        await run.attempt(
-            OperationClass.WRITE, partial(writer.set_manifest_properties, repository, action.digest, unlock)
-        )
-        restore.append(
-            partial(writer.set_manifest_properties, repository, action.digest, dict.fromkeys(unlock, False))
-        )
-    for tag in manifest.tags:
-        tag_unlock = {p.attribute: True for p in blocking if not tag.value(p)}
-        if tag_unlock:
-            await run.attempt(
-                OperationClass.WRITE, partial(writer.set_tag_properties, repository, tag.name, tag_unlock)
+    by_item: dict[str | None, list[str]] = defaultdict(list)
+    for tag, name in blocking(manifest):
+        by_item[tag].append(name)
+    for tag, names in by_item.items():
+        changes = {Property(name).attribute: True for name in names}
+        if tag is None:
+            call = partial(writer.set_manifest_properties, repository, action.digest, changes)
+        else:
+            call = partial(writer.set_tag_properties, repository, tag, changes)
+        if not await run.attempt(OperationClass.WRITE, call):
+            if tag is None:
+                return False
+            raise WriteFailedError(
+                f"tag {tag} vanished before it could be unlocked", status=404, retryable=False
             )
-            restore.append(
-                partial(writer.set_tag_properties, repository, tag.name, dict.fromkeys(tag_unlock, False))
-            )
+        unlocked.extend((tag, name) for name in names)
+    return True
+
+
+async def _relock(
+    action: DeleteManifest, manifest: Manifest, unlocked: list[tuple[str | None, str]], run: Execution
+) -> str:
+    """Put back the locks the plan saw that are open now (this run's unlock, or an earlier run's);
+    returns what to add to the failure's detail."""
+    still = set(blocking(manifest)) - set(unlocked)
+    restore: dict[str | None, list[str]] = defaultdict(list)
+    for tag, prop in action.locked:
+        if (tag, str(prop)) not in still and (tag is None or tag in manifest.tag_names):
+            restore[tag].append(str(prop))
+    if not restore:
+        return ""
+    writer, repository = run.writer, action.repository
+    failures = []
+    for tag, names in restore.items():
+        changes = {Property(name).attribute: False for name in names}
+        if tag is None:
+            call = partial(writer.set_manifest_properties, repository, action.digest, changes)
+        else:
+            call = partial(writer.set_tag_properties, repository, tag, changes)
+        try:
+            # A 404 here means the item is gone: there is no lock left to restore.
+            await run.attempt(OperationClass.WRITE, call)
+        except (WriteFailedError, AccessDeniedError) as again:
+            failures.append(f"{'manifest' if tag is None else f'tag {tag}'}: {again}")
+    if failures:
+        log.error("lock_not_restored", repository=repository, digest=action.digest, errors=failures)
+        return "; its locks could not all be restored (" + "; ".join(failures) + ")"
+    return "; the locks it had were restored"
 
 
 async def _set_manifest(
     action: SetManifestProperties, manifests: dict[str, Manifest], run: Execution
 ) -> None:
-    manifest = manifests.get(action.digest)
-    if manifest is None:
-        run.record(action, Outcome.ALREADY_GONE)
-        return
-    if sorted(manifest.tag_names) != sorted(action.tags):
-        run.record(action, Outcome.DRIFTED, f"tags are now {sorted(manifest.tag_names)}")
-        return
+    manifest = manifests[action.digest]
     changes = {p.attribute: v for p, v in action.set if manifest.value(p) != v}
     await _set(
         action,
@@ -320,14 +410,7 @@ async def _set_manifest(
 
 
 async def _set_tag(action: SetTagProperties, manifests: dict[str, Manifest], run: Execution) -> None:
-    tag = next(
-        (t for m in manifests.values() if m.digest == action.digest for t in m.tags if t.name == action.tag),
-        None,
-    )
-    if tag is None:
-        moved = any(action.tag in m.tag_names for m in manifests.values())
-        run.record(action, Outcome.DRIFTED if moved else Outcome.ALREADY_GONE, "tag moved" if moved else None)
-        return
+    tag = next(t for t in manifests[action.digest].tags if t.name == action.tag)
     changes = {p.attribute: v for p, v in action.set if tag.value(p) != v}
     await _set(
         action, changes, run, lambda: run.writer.set_tag_properties(action.repository, action.tag, changes)
@@ -335,14 +418,14 @@ async def _set_tag(action: SetTagProperties, manifests: dict[str, Manifest], run
 
 
 async def _set(
-    action: Action, changes: dict[str, bool], run: Execution, call: Callable[[], Awaitable[None]]
+    action: Action, changes: dict[str, bool], run: Execution, call: Callable[[], Awaitable[bool]]
 ) -> None:
     if not changes:
         run.record(action, Outcome.DONE, "already as planned")
         return
     try:
-        await run.attempt(OperationClass.WRITE, call)
+        changed = await run.attempt(OperationClass.WRITE, call)
     except WriteFailedError as exc:
         run.record(action, Outcome.FAILED, str(exc))
         return
-    run.record(action, Outcome.DONE)
+    run.record(action, Outcome.DONE if changed else Outcome.ALREADY_GONE)

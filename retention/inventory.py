@@ -7,12 +7,13 @@ datetimes and every attribute has the default the snapshot format documents.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Collection, Iterable
     from datetime import datetime
 
 
@@ -110,6 +111,16 @@ class Repository:
 
 
 @dataclass(frozen=True, slots=True)
+class Listing:
+    """A repository as its listings show it (manifests and, where needed, tag attributes), before
+    any manifest content is read: everything `fingerprint` covers is known here."""
+
+    repository: Repository
+    # Indexes whose listing did not carry their references (real ACR leaves them out).
+    unlisted_references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Inventory:
     """A whole registry in memory. Large registries are streamed as `Iterable[Repository]` instead."""
 
@@ -120,3 +131,51 @@ class Inventory:
     @classmethod
     def of(cls, repositories: Iterable[Repository], *, registry: str | None = None) -> Inventory:
         return cls(registry=registry, taken_at=None, repositories=tuple(repositories))
+
+
+# A changeable attribute of one item: the manifest (tag None) or one of its tags.
+Masked = frozenset[tuple[str, "str | None", Property]]
+
+
+def fingerprint(
+    repository: Repository, *, excluding: Collection[str] = (), masked: Masked = frozenset()
+) -> str:
+    """A digest of what the listings say about a repository: manifests, times, sizes, attributes
+    and tags (with their attributes where they were read).
+
+    Two readings with the same fingerprint plan alike under the same policy and `now`, because
+    the rest (references, subjects) comes from content, which a digest fixes. A plan records the
+    fingerprint of what it leaves standing: `excluding` the manifests it deletes and with the
+    attributes it sets `masked`, so that its own steps, done by an earlier interrupted run, do not
+    count as a change; `apply` compares it to skip re-planning a repository nobody else touched.
+    """
+    hasher = hashlib.sha256()
+    for manifest in sorted(repository.manifests, key=lambda m: m.digest):
+        if manifest.digest in excluding:
+            continue
+        digest = manifest.digest
+        parts = [
+            digest,
+            manifest.media_type or "",
+            _moment(manifest.created_at),
+            _moment(manifest.updated_at),
+            str(manifest.size_bytes),
+            manifest.architecture or "",
+            manifest.os or "",
+            _flags(manifest.value, digest, None, masked),
+        ]
+        for tag in sorted(manifest.tags, key=lambda t: t.name):
+            parts += [tag.name, _moment(tag.created_at), _moment(tag.updated_at)]
+            parts.append(_flags(tag.value, digest, tag.name, masked))
+        # NUL never occurs in digests, tags or media types: the fields cannot run into each other.
+        hasher.update("\0".join(parts).encode())
+        hasher.update(b"\n")
+    return hasher.hexdigest()
+
+
+def _moment(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat()
+
+
+def _flags(value: Callable[[Property], bool], digest: str, tag: str | None, masked: Masked) -> str:
+    return "".join("*" if (digest, tag, prop) in masked else "1" if value(prop) else "0" for prop in Property)

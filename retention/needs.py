@@ -1,9 +1,18 @@
 """What the live inventory must fetch beyond the manifest listing, decided from the policy.
 
-Pure. Listing a repository costs one request per page; tag attributes cost
-one more listing, and a manifest's content one request per manifest. A big
-registry can afford the first for everything and the others only where a
-rule could act, so these answers are conservative: when in doubt, fetch.
+Pure. Listing a repository costs one request per page, and so do its tag
+attributes; a manifest's content costs one request per manifest. A
+repository no rule selects is not even listed, and tag attributes are read
+only where a delete or lock rule selects the repository. These answers are
+conservative: when in doubt, fetch.
+
+Content is the exception: the `subject` of every manifest that can be a
+referrer is read in every repository that is listed, whatever the rules
+select, because ACR deletes a manifest's referrers with it and the plan must
+show everything that will disappear (policy.md §4). A referrer no rule
+selects is still deleted by the registry when its subject goes, and a tagged
+referrer is a dependent, not an image, so no rule may match it. Why content
+reads and not the OCI referrers API: docs/inventory.md.
 """
 
 from __future__ import annotations
@@ -11,23 +20,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from retention.planner import could_match
 from retention.policy import RuleAction
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from retention.inventory import Manifest
-    from retention.policy import Policy, Rule
+    from retention.policy import Policy
 
-# Media types whose content may carry an OCI `subject` (an index may too, but indexes are
-# resolved through their references; an attachment index is rare and stays an image).
+# Media types whose content can carry an OCI `subject`. Docker's manifest and manifest list have
+# no such field, so ACR never deletes them as referrers; a manifest listed without a media type
+# is read too, rather than guessed at.
 SUBJECT_MEDIA_TYPES = frozenset(
     {
         "application/vnd.oci.image.manifest.v1+json",
         "application/vnd.oci.artifact.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
     }
 )
+
+
+def can_be_referrer(manifest: Manifest) -> bool:
+    """Whether this manifest's content may name a subject."""
+    return manifest.media_type is None or manifest.media_type in SUBJECT_MEDIA_TYPES
 
 
 class Needs:
@@ -42,8 +57,9 @@ class Needs:
         return True
 
     def content(self, repository: str, manifest: Manifest) -> bool:
+        """Whether to read the content of this manifest, to learn its subject."""
         del repository
-        return manifest.media_type in SUBJECT_MEDIA_TYPES and not manifest.tags
+        return can_be_referrer(manifest)
 
 
 @dataclass(frozen=True)
@@ -58,20 +74,10 @@ class PolicyNeeds(Needs):
         return any(rule.matches_repository(repository) for rule in self.policy.rules)
 
     def tag_details(self, repository: str, manifest: Manifest) -> bool:
-        # Tag locks decide "locked" for delete rules, and lock rules compare tag attributes;
-        # keep rules never need them.
+        # Tag locks decide "locked" for anything a delete could reach (a signature deleted with
+        # its image included, whatever the rules select), and lock rules compare tag
+        # attributes; in a repository only keep rules select, they decide nothing.
         return bool(manifest.tags) and any(
-            rule.action is not RuleAction.KEEP and self._could_match(rule, repository, manifest)
+            rule.action is not RuleAction.KEEP and rule.matches_repository(repository)
             for rule in self.policy.rules
         )
-
-    def content(self, repository: str, manifest: Manifest) -> bool:
-        # Only the content tells an untagged referrer (SBOM, signature) from an image. It matters
-        # wherever any rule could select it: a delete rule would delete it while its subject
-        # stays, and a `newest` rule would count it as an image and push a real image out.
-        return super().content(repository, manifest) and any(
-            self._could_match(rule, repository, manifest) for rule in self.policy.rules
-        )
-
-    def _could_match(self, rule: Rule, repository: str, manifest: Manifest) -> bool:
-        return could_match(rule, repository, manifest, now=self.now, order_by=self.policy.settings.order_by)

@@ -30,6 +30,7 @@ import structlog
 from retention import registry
 from retention.errors import RetentionError
 from retention.registry import RegistryError, Skipped
+from retention.registry.reader import warn_if_unreadable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -152,6 +153,7 @@ def iter_registry_processes(
                 continue
             if item.name != name:  # pragma: no cover - a broken invariant, not a user's error
                 raise RuntimeError(f"inventory readers out of order: expected {name}, got {item.name}")
+            warn_if_unreadable(item)
             yield item
     finally:
         stop.set()

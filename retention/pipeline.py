@@ -44,7 +44,9 @@ def plan_from_snapshot(
         gc.enable()
     # The snapshot names the registry it was taken from; the policy's `registry:` is the fallback.
     # Its header may follow its repositories, so it is known only now.
-    return replace(plan, registry=reader.registry or policy.registry, taken_at=reader.taken_at)
+    return replace(
+        plan, registry=reader.registry or policy.registry, taken_at=reader.taken_at, source="snapshot"
+    )
 
 
 def plan_from_registry(
@@ -67,7 +69,7 @@ def plan_from_registry(
         plan = make_plan(policy, stream, now=now, max_deletes=max_deletes)
     finally:
         gc.enable()
-    return replace(plan, registry=connection.target.login_server, taken_at=taken_at)
+    return replace(plan, registry=connection.target.login_server, taken_at=taken_at, source="registry")
 
 
 def snapshot_registry(

@@ -8,18 +8,21 @@ actions `apply` may execute.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from retention.inventory import fingerprint
 from retention.timefmt import format_time
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from datetime import datetime
 
-    from retention.inventory import Property
+    from retention.inventory import Property, Repository
 
 PLAN_FORMAT = "acr-retention/plan"
 PLAN_FORMAT_VERSION = 1
@@ -47,6 +50,11 @@ class DeleteManifest:
     cascade_from: str | None = None
     # Parents in this plan (indexes, subjects) that the executor must delete first.
     after: tuple[str, ...] = ()
+    # The OCI subject whose deletion makes the registry delete this manifest too.
+    subject: str | None = None
+    # What blocked a delete when the plan was made (manifest: tag None), which `unlock_first`
+    # sets back to true. A rerun finds its own earlier unlock by it, and a failed delete restores it.
+    locked: tuple[tuple[str | None, Property], ...] = ()
 
     def sort_key(self) -> tuple[str, str, str, str]:
         return (self.repository, self.op, self.digest, "")
@@ -102,6 +110,7 @@ class RepositorySummary:
     untouched: int
     bytes_upper_bound: int
     unreadable: str | None = None  # why this repository deletes nothing (policy.md §4)
+    fingerprint: str | None = None  # of the listing planned from (`inventory.fingerprint`)
 
     @property
     def changes(self) -> int:
@@ -119,6 +128,9 @@ class Plan:
     untouched: tuple[Kept, ...]  # reasons are empty: listed only by verbose renderings
     repositories: tuple[RepositorySummary, ...]
     taken_at: datetime | None = None
+    # The policy the plan was made with, as canonical JSON: `apply --plan` plans again with it.
+    policy_document: str | None = None
+    source: str | None = None  # "registry" (a live inventory) or "snapshot"
 
     @property
     def deletes(self) -> tuple[DeleteManifest, ...]:
@@ -160,7 +172,7 @@ def _changes_json(changes: PropertyChanges) -> dict[str, bool]:
 def action_to_json(action: Action) -> dict[str, Any]:
     match action:
         case DeleteManifest():
-            return {
+            document: dict[str, Any] = {
                 "op": str(action.op),
                 "repository": action.repository,
                 "digest": action.digest,
@@ -172,6 +184,11 @@ def action_to_json(action: Action) -> dict[str, Any]:
                 "size_bytes": action.size_bytes,
                 "updated_at": format_time(action.updated_at),
             }
+            if action.subject is not None:
+                document["subject"] = action.subject
+            if action.locked:
+                document["locked"] = locked_json(action.locked)
+            return document
         case SetManifestProperties():
             return {
                 "op": str(action.op),
@@ -192,6 +209,36 @@ def action_to_json(action: Action) -> dict[str, Any]:
             }
 
 
+def standing_fingerprint(repository: Repository, actions: Iterable[Action]) -> str:
+    """`inventory.fingerprint` of what `actions` (one repository's) leave standing: without the
+    manifests they delete, with the attributes they set masked. The planner records it; the
+    executor compares it with a fresh listing."""
+    deleted: set[str] = set()
+    masked: set[tuple[str, str | None, Property]] = set()
+    for action in actions:
+        if isinstance(action, DeleteManifest):
+            deleted.add(action.digest)
+        else:
+            tag = action.tag if isinstance(action, SetTagProperties) else None
+            masked.update((action.digest, tag, prop) for prop, _ in action.set)
+    return fingerprint(repository, excluding=deleted, masked=frozenset(masked))
+
+
+def locked_json(locked: tuple[tuple[str | None, Property], ...]) -> dict[str, Any]:
+    """`{"manifest": [props], "tags": {tag: [props]}}`, only the parts that are locked."""
+    document: dict[str, Any] = {}
+    manifest = [str(prop) for tag, prop in locked if tag is None]
+    if manifest:
+        document["manifest"] = manifest
+    tags: dict[str, list[str]] = {}
+    for tag, prop in locked:
+        if tag is not None:
+            tags.setdefault(tag, []).append(str(prop))
+    if tags:
+        document["tags"] = tags
+    return document
+
+
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     """The plan as interfaces.md §4 defines it (plus `max_deletes`, `taken_at` and per-repository totals)."""
     document = _header_json(plan)
@@ -202,30 +249,38 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     return document
 
 
-def iter_plan_json(plan: Plan) -> Iterator[str]:
+def iter_plan_json(plan: Plan, *, key: bytes | None = None) -> Iterator[str]:
     """The same document as `plan_to_json`, as text pieces with one action or entry per line,
-    sealed by a last member `plan_sha256`: the SHA-256 of every byte before that member.
+    sealed by a member `plan_sha256`: the SHA-256 of every byte before that member; with a `key`,
+    signed by a last member `plan_hmac_sha256`: the HMAC-SHA256 of the same bytes.
 
     A plan of a large registry holds hundreds of thousands of entries: encoding
     them one at a time with the C encoder (which `indent` would switch off) keeps
     writing it fast and its memory small, and one line per entry diffs well.
-    The seal lets `apply --plan` refuse a saved plan that was edited or cut short.
+    The seal lets `apply --plan` refuse a saved plan that was edited or cut short;
+    the signature, one that anybody without the key made or edited.
     """
     seal = hashlib.sha256()
+    signature = hmac.new(key, digestmod=hashlib.sha256) if key is not None else None
     members: list[tuple[str, Any]] = list(_header_json(plan).items())
     members += _sections(plan)
     members += [("summary", plan.summary()), ("repositories", map(_summary_json, plan.repositories))]
     opening = "{\n"
-    for key, value in members:
-        for piece in _member(opening, key, value):
-            seal.update(piece.encode())
+    for name, value in members:
+        for piece in _member(opening, name, value):
+            data = piece.encode()
+            seal.update(data)
+            if signature is not None:
+                signature.update(data)
             yield piece
         opening = ",\n"
-    yield f'{SEAL_PREFIX}{seal.hexdigest()}"\n}}\n'
+    signed = f'{SIGNATURE_PREFIX}{signature.hexdigest()}"' if signature is not None else ""
+    yield f'{SEAL_PREFIX}{seal.hexdigest()}"{signed}\n}}\n'
 
 
-# How the seal member starts; `retention.planfile` finds it by this exact text.
+# How the seal and signature members start; `retention.planfile` finds them by this exact text.
 SEAL_PREFIX = ',\n  "plan_sha256": "'
+SIGNATURE_PREFIX = ',\n  "plan_hmac_sha256": "'
 
 
 def _member(opening: str, key: str, value: Any) -> Iterator[str]:
@@ -241,7 +296,7 @@ def _member(opening: str, key: str, value: Any) -> Iterator[str]:
 
 
 def _header_json(plan: Plan) -> dict[str, Any]:
-    return {
+    header: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "format_version": PLAN_FORMAT_VERSION,
         "registry": plan.registry,
@@ -251,6 +306,11 @@ def _header_json(plan: Plan) -> dict[str, Any]:
         "max_deletes": plan.max_deletes,
         "over_limit": plan.over_limit,
     }
+    if plan.source is not None:
+        header["source"] = plan.source
+    if plan.policy_document is not None:
+        header["policy"] = json.loads(plan.policy_document)
+    return header
 
 
 def _sections(plan: Plan) -> list[tuple[str, Iterator[dict[str, Any]]]]:
@@ -279,4 +339,6 @@ def _summary_json(summary: RepositorySummary) -> dict[str, Any]:
     }
     if summary.unreadable is not None:
         document["unreadable"] = summary.unreadable
+    if summary.fingerprint is not None:
+        document["fingerprint"] = summary.fingerprint
     return document

@@ -1,27 +1,35 @@
-"""Saved plans: read a plan JSON file back into a `Plan`, refusing anything not written as is.
+"""Reading a saved plan file back into a `Plan`, refusing anything not written as is.
 
-`apply --plan FILE` executes exactly the actions of such a file, so it is
+`apply --plan FILE` executes at most the actions of such a file, so it is
 checked before anything else: the seal (`plan_sha256`, the SHA-256 of every
 byte before it) catches edits and truncation, and every field is checked for
 shape. The seal is an integrity check, not a signature: whoever can rewrite
-the file can reseal it, so saved plans deserve the protection of any other
-deployment artifact.
+the file can reseal it. Where plans travel between systems (made in CI,
+applied in a cluster), `ACR_RETENTION_PLAN_KEY` adds a signature
+(`plan_hmac_sha256`, an HMAC-SHA256 of the same bytes): with the key set,
+`plan` signs and `apply --plan` refuses any plan without a valid signature.
+
+A plan carries the policy it was made with (`policy`, canonical JSON inside
+the seal); its hash must be the plan's `policy_sha256`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
-from retention.errors import RetentionError
+from retention.errors import RetentionError, UsageError
 from retention.inventory import Property
 from retention.plan import (
     PLAN_FORMAT,
     PLAN_FORMAT_VERSION,
     SEAL_PREFIX,
+    SIGNATURE_PREFIX,
     Action,
     DeleteManifest,
     Kept,
@@ -33,7 +41,13 @@ from retention.plan import (
 )
 from retention.timefmt import parse_time
 
-_SEAL = re.compile(re.escape(SEAL_PREFIX) + r'([0-9a-f]{64})"\n}\n\Z')
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SEAL = re.compile(
+    re.escape(SEAL_PREFIX) + r'([0-9a-f]{64})"(?:' + re.escape(SIGNATURE_PREFIX) + r'([0-9a-f]{64})")?\n}\n\Z'
+)
+PLAN_KEY_VARIABLE = "ACR_RETENTION_PLAN_KEY"
+_MIN_KEY_LENGTH = 32
+SOURCES = ("registry", "snapshot")
 
 
 class PlanFileError(RetentionError):
@@ -47,7 +61,21 @@ class _Bad(Exception):  # noqa: N818 - internal signal, turned into PlanFileErro
         self.message = message
 
 
-def load_plan(path: Path | str) -> Plan:
+def plan_key() -> bytes | None:
+    """The signing key from $ACR_RETENTION_PLAN_KEY, or None when it is unset or empty."""
+    value = os.environ.get(PLAN_KEY_VARIABLE, "")
+    if not value:
+        return None
+    if len(value) < _MIN_KEY_LENGTH:
+        raise UsageError(
+            f"${PLAN_KEY_VARIABLE} is shorter than {_MIN_KEY_LENGTH} characters; make one with"
+            " `openssl rand -hex 32`"
+        )
+    return value.encode()
+
+
+def load_plan(path: Path | str, *, key: bytes | None = None) -> Plan:
+    """The plan in `path`. With a `key`, only a plan signed with it is accepted."""
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -59,9 +87,21 @@ def load_plan(path: Path | str) -> Plan:
         raise PlanFileError(
             f"{name}: not a sealed acr-retention plan (no plan_sha256 at its end); make a new plan"
         )
-    body = text[: seal.start()]
-    if hashlib.sha256(body.encode()).hexdigest() != seal.group(1):
+    body = text[: seal.start()].encode()
+    if hashlib.sha256(body).hexdigest() != seal.group(1):
         raise PlanFileError(f"{name}: the plan was changed after it was made (plan_sha256 does not match)")
+    if key is not None:
+        if seal.group(2) is None:
+            raise PlanFileError(
+                f"{name}: the plan is not signed, and ${PLAN_KEY_VARIABLE} is set: only plans signed"
+                " with that key are applied; make the plan with the same key"
+            )
+        expected = hmac.new(key, body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, seal.group(2)):
+            raise PlanFileError(
+                f"{name}: the plan's signature does not match ${PLAN_KEY_VARIABLE}: it was made with"
+                " another key, or changed since"
+            )
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -98,16 +138,27 @@ def _plan(doc: Any) -> Plan:
     registry = doc.get("registry")
     if registry is not None and not isinstance(registry, str):
         raise _Bad("$.registry", "expected a string or null")
+    source = doc.get("source")
+    if source is not None and source not in SOURCES:
+        raise _Bad("$.source", f"expected one of {', '.join(SOURCES)} or null")
+    policy_sha256 = _text(doc, "policy_sha256", "$")
+    policy_document = None
+    if doc.get("policy") is not None:
+        policy_document = json.dumps(doc["policy"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        if hashlib.sha256(policy_document.encode()).hexdigest() != policy_sha256:
+            raise _Bad("$.policy", "does not hash to the plan's policy_sha256")
     plan = Plan(
         registry=registry,
         now=_time(doc, "now", "$"),
-        policy_sha256=_text(doc, "policy_sha256", "$"),
+        policy_sha256=policy_sha256,
         max_deletes=max_deletes,
         actions=actions,
         kept=kept,
         untouched=(),
         repositories=summaries,
         taken_at=_time(doc, "taken_at", "$") if doc.get("taken_at") is not None else None,
+        policy_document=policy_document,
+        source=source,
     )
     if plan.over_limit != doc.get("over_limit"):
         raise _Bad("$.over_limit", "does not agree with the plan's deletions and max_deletes")
@@ -128,6 +179,9 @@ def _action(raw: Any, where: str) -> Action:
         size = raw.get("size_bytes")
         if size is not None and (type(size) is not int or size < 0):
             raise _Bad(f"{where}.size_bytes", "expected a non-negative integer or null")
+        subject = raw.get("subject")
+        if subject is not None and not isinstance(subject, str):
+            raise _Bad(f"{where}.subject", "expected a digest or null")
         return DeleteManifest(
             repository=repository,
             digest=digest,
@@ -138,6 +192,8 @@ def _action(raw: Any, where: str) -> Action:
             unlock_first=_bool(raw, "unlock_first", where),
             cascade_from=cascade,
             after=_texts(raw, "after", where),
+            subject=subject,
+            locked=_locked(raw.get("locked", {}), f"{where}.locked"),
         )
     if op == Op.SET_MANIFEST_PROPERTIES:
         return SetManifestProperties(
@@ -174,6 +230,27 @@ def _changes(raw: dict[str, Any], where: str) -> tuple[tuple[Property, bool], ..
     return tuple(sorted(changes, key=lambda change: list(Property).index(change[0])))
 
 
+def _locked(raw: Any, where: str) -> tuple[tuple[str | None, Property], ...]:
+    """`{"manifest": [props], "tags": {tag: [props]}}` (plan.locked_json) back into pairs."""
+    if not isinstance(raw, dict) or set(raw) - {"manifest", "tags"}:
+        raise _Bad(where, "expected an object with manifest and tags")
+    tags = raw.get("tags", {})
+    if not isinstance(tags, dict):
+        raise _Bad(f"{where}.tags", "expected an object of tag names")
+    found: list[tuple[str | None, Property]] = []
+    for tag, names, at in [(None, raw.get("manifest", []), f"{where}.manifest")] + [
+        (tag, names, f"{where}.tags.{tag}") for tag, names in tags.items()
+    ]:
+        if not isinstance(names, list):
+            raise _Bad(at, "expected a list of properties")
+        for name in names:
+            try:
+                found.append((tag, Property(name)))
+            except ValueError:
+                raise _Bad(at, f"unknown property {name!r}") from None
+    return tuple(found)
+
+
 def _summary(raw: Any, where: str) -> RepositorySummary:
     if not isinstance(raw, dict):
         raise _Bad(where, "expected an object")
@@ -194,7 +271,12 @@ def _summary(raw: Any, where: str) -> RepositorySummary:
     unreadable = raw.get("unreadable")
     if unreadable is not None and not isinstance(unreadable, str):
         raise _Bad(f"{where}.unreadable", "expected a string or null")
-    return RepositorySummary(name=_text(raw, "name", where), unreadable=unreadable, **counts)
+    fingerprint = raw.get("fingerprint")
+    if fingerprint is not None and (not isinstance(fingerprint, str) or not _HEX64.fullmatch(fingerprint)):
+        raise _Bad(f"{where}.fingerprint", "expected 64 hexadecimal digits or null")
+    return RepositorySummary(
+        name=_text(raw, "name", where), unreadable=unreadable, fingerprint=fingerprint, **counts
+    )
 
 
 def _list(raw: dict[str, Any], key: str, where: str) -> list[Any]:

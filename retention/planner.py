@@ -34,6 +34,7 @@ from retention.plan import (
     RepositorySummary,
     SetManifestProperties,
     SetTagProperties,
+    standing_fingerprint,
 )
 from retention.policy import OrderBy, Policy, Rule, RuleAction, TagState
 
@@ -166,6 +167,7 @@ def make_plan(
         untouched=tuple(untouched),
         repositories=tuple(summaries),
         taken_at=taken_at,
+        policy_document=policy.canonical or None,
     )
 
 
@@ -198,7 +200,7 @@ def _build_graph(manifests: Sequence[Manifest]) -> dict[str, _Node]:
             elif child is not None:
                 node.children.append(ref)
                 child.index_parents.append(manifest.digest)
-        for subject in _subjects(manifest):
+        for subject in subjects_of(manifest):
             if subject == manifest.digest:
                 node.self_referencing = True
             elif subject in nodes:
@@ -266,7 +268,7 @@ def _on_cycles(nodes: dict[str, _Node]) -> set[str]:
     return found
 
 
-def _subjects(manifest: Manifest) -> list[str]:
+def subjects_of(manifest: Manifest) -> list[str]:
     """The subjects a manifest may be attached to: its OCI `subject`, else what its tag scheme names."""
     if manifest.subject is not None:
         return [manifest.subject]
@@ -335,6 +337,8 @@ def _plan_repository(
                 unlock_first=manifest.locked,
                 cascade_from=parents[0] if dependent else None,
                 after=tuple(parents),
+                subject=manifest.subject if manifest.subject in node.subjects else None,
+                locked=_blocking(manifest),
             )
         )
         bytes_upper_bound += manifest.size_bytes or 0
@@ -362,6 +366,8 @@ def _plan_repository(
             )
         )
 
+    survivors = standing_fingerprint(repository, actions)
+
     kept: list[Kept] = []
     untouched: list[Kept] = []
     for digest, node in nodes.items():
@@ -386,6 +392,7 @@ def _plan_repository(
         untouched=len(untouched),
         bytes_upper_bound=bytes_upper_bound,
         unreadable=repository.unreadable,
+        fingerprint=survivors,
     )
     return _RepositoryPlan(actions=actions, kept=kept, untouched=untouched, summary=summary)
 
@@ -427,6 +434,17 @@ def _deletions_reshape(
             if (subjects or (not node.manifest.tags and listed)) != node.is_dependent:
                 return True
     return False
+
+
+_BLOCKING = (Property.WRITE_ENABLED, Property.DELETE_ENABLED)
+
+
+def _blocking(manifest: Manifest) -> tuple[tuple[str | None, Property], ...]:
+    """The attributes that block deleting this manifest, on it (tag None) and on its tags."""
+    found: list[tuple[str | None, Property]] = [(None, p) for p in _BLOCKING if not manifest.value(p)]
+    for tag in manifest.tags:
+        found += [(tag.name, p) for p in _BLOCKING if not tag.value(p)]
+    return tuple(found)
 
 
 def _time(manifest: Manifest, *, by_created: bool) -> datetime:

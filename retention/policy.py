@@ -119,3 +119,6 @@ class Policy:
     registry: str | None = None
     sha256: str = ""  # of the canonical form of the pooled policy: independent of file names and layout
     files: tuple[str, ...] = ()
+    # The canonical form itself (JSON of the registry, merged settings and rules as written):
+    # saved plans carry it, so `apply --plan` can plan a changed repository again with it.
+    canonical: str = ""

@@ -130,6 +130,25 @@ def validate(paths: Sequence[str]) -> ValidationResult:
     return ValidationResult(tuple(files), ordered, policy)
 
 
+def policy_from_canonical(canonical: Any, source: str) -> Policy:
+    """A policy from its canonical form (`Policy.canonical`, as a saved plan carries it), checked
+    exactly as a policy file is; PolicyError lists every problem, located by JSON path in `source`."""
+    if not isinstance(canonical, dict) or set(canonical) != {"registry", "settings", "rules"}:
+        raise PolicyError((Problem(source, None, None, "$", "expected registry, settings and rules"),))
+    document: dict[str, Any] = {"version": 1, "rules": canonical["rules"]}
+    if canonical["settings"]:
+        document["settings"] = canonical["settings"]
+    if canonical["registry"] is not None:
+        document["registry"] = canonical["registry"]
+    checked = _File(source, document, LocationIndex(), set())
+    problems = [problem for _, problem in _schema_problems(checked)]
+    if not problems:
+        problems.extend(_meaning_problems(checked))
+    if problems:
+        raise PolicyError(tuple(sorted(set(problems), key=Problem.sort_key)))
+    return _build([checked])
+
+
 def expand_paths(paths: Sequence[str]) -> tuple[list[str], list[Problem]]:
     """The policy files named by `paths`, in order: a directory stands for its `*.yaml`/`*.yml` files.
 
@@ -458,7 +477,8 @@ def _build(files: list[_File]) -> Policy:
         for path, rule in file.rules():
             data = _whole_numbers(rule)
             written.append(data)
-            rules.append(_rule(data, SourceLocation(file.name, *file.locations.values[path])))
+            position = file.locations.values.get(path)
+            rules.append(_rule(data, SourceLocation(file.name, *position) if position else None))
     merged = _merged_settings(files)
     registry = next((file.data["registry"] for file in files if "registry" in file.data), None)
     canonical = json.dumps(
@@ -473,6 +493,7 @@ def _build(files: list[_File]) -> Policy:
         registry=registry,
         sha256=hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
         files=tuple(file.name for file in files),
+        canonical=canonical,
     )
 
 
@@ -487,7 +508,7 @@ def _whole_numbers(value: Any) -> Any:
     return value
 
 
-def _rule(data: dict[str, Any], location: SourceLocation) -> Rule:
+def _rule(data: dict[str, Any], location: SourceLocation | None) -> Rule:
     # Only keys the file sets are passed, so defaults stay in one place: the Rule dataclass.
     fields: dict[str, Any] = {
         "name": data["name"],

@@ -234,20 +234,51 @@ def test_repository_option_limits_what_is_read(
     assert emulator.counters.count(operation="list_manifests") == 2
 
 
-def test_content_that_does_not_match_its_digest_skips_the_repository(
+def test_content_that_does_not_match_its_digest_makes_the_repository_delete_nothing(
     emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A manifest body that does not hash to its digest is never trusted: its repository is left out."""
+    """A manifest body that does not hash to its digest is never trusted: its repository is recorded
+    as unreadable (with the reason), and a plan deletes nothing there and says why."""
     # Seeded as is, bodies are synthesized under the snapshot's digests, so none of them verify.
     emulator.seed_file(ROOT_EXAMPLE)
     out = tmp_path / "s.json"
     code, _, err = run(["snapshot", "--registry", emulator.endpoint, "--out", str(out)], capsys)
     assert code == 0, err
-    skipped = {json.loads(line)["repository"] for line in err.splitlines() if '"repository_skipped"' in line}
-    kept = {r.name for r in load_snapshot(out).repositories}
-    assert skipped
-    assert kept | skipped == {r.name for r in emulator.dump().repositories}
-    assert not kept & skipped
+    warned = {
+        json.loads(line)["repository"] for line in err.splitlines() if '"repository_deletes_nothing"' in line
+    }
+    recorded = load_snapshot(out).repositories
+    unreadable = {r.name: r.unreadable for r in recorded if r.unreadable is not None}
+    assert set(unreadable) == warned
+    assert {r.name for r in recorded} == {r.name for r in emulator.dump().repositories}
+    assert all("content does not match its digest" in why for why in unreadable.values())
+    # Every repository with a manifest that can be a referrer is unreadable here.
+    assert unreadable.keys() == {
+        r.name
+        for r in emulator.dump().repositories
+        if any(m.media_type and "oci" in m.media_type for m in r.manifests)
+    }
+    code, plan_out, err = run(
+        [
+            "plan",
+            "--policy",
+            "policies/combined",
+            "--registry",
+            emulator.endpoint,
+            "--now",
+            NOW,
+            "--format",
+            "json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    live = json.loads(plan_out)
+    assert not any(a["repository"] in unreadable for a in live["actions"] if a["op"] == "delete_manifest")
+    # Reads run concurrently, so which manifest the reason names can differ from run to run.
+    reasons = {r["name"]: r["unreadable"] for r in live["repositories"] if r.get("unreadable")}
+    assert reasons.keys() == unreadable.keys()
+    assert all(why.endswith(": content does not match its digest") for why in reasons.values())
 
 
 def test_access_tokens_expiring_during_the_run_are_renewed(

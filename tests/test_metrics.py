@@ -393,15 +393,12 @@ def refuse_one_delete(emulator: Emulator) -> dict[str, float]:
 
 
 def read_only_identity(emulator: Emulator) -> dict[str, float]:
-    """The identity may list but not delete or write: the first write stops the run (403)."""
+    """The identity may list but not delete or write: the first refusal (403) stops the run. The
+    deletes already sent when it came back are refused too, and recorded as failed; how many
+    depends on timing, so the test checks that failed and skipped account for all 53 actions."""
     emulator.auth.strict_identities = True
     emulator.add_identity("aad-token", roles={"metadata_read", "catalog", "pull"})
-    return {
-        "acr_retention_run_exit_code": 1,
-        "acr_retention_manifests_deleted": 0,
-        "acr_retention_actions_failed": 0,
-        "acr_retention_actions_skipped": 53,
-    }
+    return {"acr_retention_run_exit_code": 1, "acr_retention_manifests_deleted": 0}
 
 
 def over_the_limit(emulator: Emulator) -> dict[str, float]:
@@ -452,6 +449,9 @@ def test_a_failed_apply_keeps_the_last_success(
     execution = expected_execution(audit)
     assert {name: second[name] for name in execution} == execution
     assert {name: second[name] for name in expected} == expected
+    if failure is read_only_identity:
+        assert second["acr_retention_actions_failed"] >= 1
+        assert second["acr_retention_actions_failed"] + second["acr_retention_actions_skipped"] == 53
     assert {name: second[name] for name in EXAMPLE_PLAN} == EXAMPLE_PLAN
     assert [e["succeeded"] for e in log_lines(err) if e["event"] == "metrics_pushed"] == [False]
 

@@ -82,18 +82,23 @@ def test_token_expiry_is_read_from_the_jwt_or_unknown() -> None:
     assert _jwt_expiry("a.!!!.c") is None
 
 
-def test_snapshot_needs_everything_but_content_of_tagged_or_index_manifests() -> None:
-    """A snapshot records tag attributes everywhere and content only of untagged OCI manifests."""
+def test_snapshot_needs_everything_and_the_content_of_every_possible_referrer() -> None:
+    """A snapshot records tag attributes everywhere and the content of every manifest whose media
+    type can carry a subject, tagged or not; Docker's types cannot."""
     needs = Needs()
     assert needs.lists("any")
     assert needs.tag_details("any", manifest("a1", tags=("v1",)))
     assert needs.content("any", manifest("a1", media_type=OCI))
-    assert not needs.content("any", manifest("a1", media_type=OCI, tags=("v1",)))
-    assert not needs.content("any", manifest("a1", media_type="application/vnd.oci.image.index.v1+json"))
+    assert needs.content("any", manifest("a1", media_type=OCI, tags=("v1",)))
+    assert needs.content("any", manifest("a1", media_type="application/vnd.oci.image.index.v1+json"))
+    assert needs.content("any", manifest("a1"))  # no media type listed: read rather than guessed
+    docker = "application/vnd.docker.distribution.manifest.v2+json"
+    assert not needs.content("any", manifest("a1", media_type=docker))
 
 
 def test_policy_needs_only_what_a_rule_could_act_on() -> None:
-    """Unmatched repositories are not listed; tag attributes only for delete/lock candidates."""
+    """Unmatched repositories are not listed; tag attributes wherever a delete or lock rule selects
+    the repository (a deleted image's signature can carry a locked tag); keep rules need none."""
     pol = policy(
         rule("keep-all", "keep", repositories=["team-a/**"]),
         rule("prune-pr", "delete", repositories=["team-b/**"], tags=["pr-.*"], older_than="30d"),
@@ -101,17 +106,15 @@ def test_policy_needs_only_what_a_rule_could_act_on() -> None:
     needs = PolicyNeeds(pol, NOW)
     assert needs.lists("team-a/x")
     assert not needs.lists("other")
-    # Keep rules never need tag attributes.
     assert not needs.tag_details("team-a/x", manifest("a1", tags=("pr-1",)))
     assert needs.tag_details("team-b/x", manifest("a1", tags=(Tag("pr-1"),)))
-    assert not needs.tag_details("team-b/x", manifest("a1", age_days=1, tags=("pr-1",)))
-    assert not needs.tag_details("team-b/x", manifest("a1", tags=("v1",)))
+    assert needs.tag_details("team-b/x", manifest("a1", tags=("sha256-a0.sig",)))
+    assert not needs.tag_details("team-b/x", manifest("a1"))
 
 
-def test_policy_needs_content_of_untagged_manifests_any_rule_could_select() -> None:
-    """An untagged OCI manifest is opened when any rule, keep rules with `newest` included, could count it."""
-    untagged = manifest("a1", media_type=OCI)
-    assert PolicyNeeds(policy(rule("keep-5", "keep", newest=5)), NOW).content("r", untagged)
-    assert PolicyNeeds(policy(rule("prune", "delete", tag_state="untagged")), NOW).content("r", untagged)
-    assert not PolicyNeeds(policy(rule("prune", "delete", tag_state="tagged")), NOW).content("r", untagged)
-    assert not PolicyNeeds(policy(rule("prune", "delete", repositories=["x"])), NOW).content("r", untagged)
+def test_policy_needs_the_content_of_every_possible_referrer_whatever_the_rules() -> None:
+    """ACR deletes referrers with their subject, so a listed repository's possible referrers are
+    read even where no rule could select them (a tag-only policy)."""
+    tag_only = PolicyNeeds(policy(rule("prune", "delete", tags=["pr-.*"])), NOW)
+    assert tag_only.content("r", manifest("a1", media_type=OCI))
+    assert tag_only.content("r", manifest("a1", media_type=OCI, tags=("v1",)))

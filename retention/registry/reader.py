@@ -16,11 +16,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from azure.containerregistry import ArtifactManifestOrder, DigestValidationError
-from azure.core.exceptions import (
-    ResourceNotFoundError,
-)
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
-from retention.inventory import INDEX_MEDIA_TYPES, Manifest, Repository, Tag
+from retention.inventory import INDEX_MEDIA_TYPES, Listing, Manifest, Repository, Tag
 from retention.matchers import compile_globs
 from retention.registry.auth import open_client
 from retention.registry.connection import close_credential, registry_errors
@@ -88,7 +86,12 @@ class RepositoryGone(Exception):  # noqa: N818 - a signal, not an error for the 
 
 
 async def read_repository(client: ContainerRegistryClient, name: str, needs: Needs) -> Repository:
-    """List one repository's manifests, newest first, plus the details the policy needs."""
+    """One repository's manifests, newest first, with the details and content the policy needs."""
+    return await complete_repository(client, await list_repository(client, name, needs), needs)
+
+
+async def list_repository(client: ContainerRegistryClient, name: str, needs: Needs) -> Listing:
+    """The manifest listing (one request per 1,000 manifests) and, when `needs` asks, the tag listing."""
     try:
         pages = client.list_manifest_properties(
             name,
@@ -101,55 +104,83 @@ async def read_repository(client: ContainerRegistryClient, name: str, needs: Nee
     except ResourceNotFoundError:
         raise RepositoryGone from None
     manifests = {entry.manifest.digest: entry.manifest for entry in listed}
-
-    # An index whose references the listing did not carry: its content lists its children.
-    unlisted = [
+    if any(needs.tag_details(name, m) for m in manifests.values()):
+        await _add_tag_details(client, name, manifests)
+    unlisted = tuple(
         entry.manifest.digest
         for entry in listed
         if entry.manifest.media_type in INDEX_MEDIA_TYPES and not entry.references_listed
-    ]
-    for digest, content in zip(unlisted, await _contents(client, name, unlisted), strict=True):
-        references = tuple(
-            str(m["digest"]) for m in content.get("manifests", ()) if isinstance(m, dict) and m.get("digest")
-        )
-        manifests[digest] = replace(manifests[digest], references=references)
+    )
+    return Listing(Repository(name=name, manifests=tuple(manifests.values())), unlisted)
 
-    # Platform children are never referrers; their content is not worth a request.
-    children = {ref for m in manifests.values() for ref in m.references}
-    wanted = [d for d, m in manifests.items() if d not in children and needs.content(name, m)]
-    for digest, content in zip(wanted, await _contents(client, name, wanted), strict=True):
+
+async def complete_repository(client: ContainerRegistryClient, listing: Listing, needs: Needs) -> Repository:
+    """The listing with what only manifest content tells: the children of indexes whose listing
+    left them out, and the `subject` of every manifest that can be a referrer (index children
+    included).
+
+    When some of that content cannot be read or trusted, the repository comes back marked
+    `unreadable` (it then deletes nothing, policy.md §4) instead of guessed at.
+    """
+    repository = listing.repository
+    name = repository.name
+    manifests = {m.digest: m for m in repository.manifests}
+    contents: dict[str, dict[str, Any]] = {}
+    try:
+        unlisted = list(listing.unlisted_references)
+        for digest, content in zip(unlisted, await _contents(client, name, unlisted), strict=True):
+            contents[digest] = content
+            references = tuple(
+                str(m["digest"])
+                for m in content.get("manifests", ())
+                if isinstance(m, dict) and m.get("digest")
+            )
+            manifests[digest] = replace(manifests[digest], references=references)
+        # Index children too: a manifest an index lists can carry a subject as well, and then the
+        # registry deletes it with that subject, whatever the index says.
+        wanted = [d for d, m in manifests.items() if d not in contents and needs.content(name, m)]
+        contents.update(zip(wanted, await _contents(client, name, wanted), strict=True))
+    except _Unreadable as exc:
+        return replace(repository, unreadable=str(exc))
+    for digest, content in contents.items():
+        manifest = manifests[digest]
+        if not needs.content(name, manifest):
+            continue
         subject = content.get("subject")
         artifact_type = content.get("artifactType")
         manifests[digest] = replace(
-            manifests[digest],
+            manifest,
             subject=str(subject["digest"]) if isinstance(subject, dict) and subject.get("digest") else None,
             artifact_type=artifact_type if isinstance(artifact_type, str) else None,
         )
+    return replace(repository, manifests=tuple(manifests.values()))
 
-    if any(needs.tag_details(name, m) for m in manifests.values()):
-        tags: dict[str, list[Tag]] = {}
-        try:
-            async for tag in client.list_tag_properties(name, results_per_page=PAGE_SIZE):
-                tags.setdefault(tag.digest, []).append(
-                    Tag(
-                        name=tag.name,
-                        created_at=_utc(tag.created_on),
-                        updated_at=_utc(tag.last_updated_on),
-                        can_delete=_flag(tag.can_delete),
-                        can_write=_flag(tag.can_write),
-                        can_read=_flag(tag.can_read),
-                        can_list=_flag(tag.can_list),
-                    )
+
+async def _add_tag_details(
+    client: ContainerRegistryClient, name: str, manifests: dict[str, Manifest]
+) -> None:
+    tags: dict[str, list[Tag]] = {}
+    try:
+        async for tag in client.list_tag_properties(name, results_per_page=PAGE_SIZE):
+            tags.setdefault(tag.digest, []).append(
+                Tag(
+                    name=tag.name,
+                    created_at=_utc(tag.created_on),
+                    updated_at=_utc(tag.last_updated_on),
+                    can_delete=_flag(tag.can_delete),
+                    can_write=_flag(tag.can_write),
+                    can_read=_flag(tag.can_read),
+                    can_list=_flag(tag.can_list),
                 )
-        except ResourceNotFoundError:
-            raise RepositoryGone from None
-        for digest, manifest in manifests.items():
-            detailed = {t.name: t for t in tags.get(digest, ())}
-            # A tag listed on the manifest but missing from the tag listing moved meanwhile;
-            # keep the bare name (all attributes true) rather than drop it.
-            merged = tuple(detailed.get(t.name, t) for t in manifest.tags)
-            manifests[digest] = replace(manifest, tags=merged)
-    return Repository(name=name, manifests=tuple(manifests.values()))
+            )
+    except ResourceNotFoundError:
+        raise RepositoryGone from None
+    for digest, manifest in manifests.items():
+        detailed = {t.name: t for t in tags.get(digest, ())}
+        # A tag listed on the manifest but missing from the tag listing moved meanwhile;
+        # keep the bare name (all attributes true) rather than drop it.
+        merged = tuple(detailed.get(t.name, t) for t in manifest.tags)
+        manifests[digest] = replace(manifest, tags=merged)
 
 
 # Repositories read ahead of the one the consumer waits for, per reader.
@@ -186,18 +217,30 @@ async def _content(client: ContainerRegistryClient, name: str, digest: str) -> d
         result = await client.get_manifest(name, digest)
     except DigestValidationError:
         # Content that does not hash to its digest cannot be trusted to name a subject or
-        # children; fail closed by leaving the whole repository out of this plan.
+        # children; fail closed: the repository deletes nothing in this plan.
         raise _Unreadable(f"manifest {digest} in {name}: content does not match its digest") from None
     except ValueError as exc:
         # The SDK refuses manifests without a Content-Length or over 4 MiB (its threat model).
         raise _Unreadable(f"manifest {digest} in {name}: {exc}") from None
     except ResourceNotFoundError:
+        # Deleted since the listing: whatever it named goes with it.
         return {}
+    except ClientAuthenticationError:
+        raise _Unreadable(_refused(name, digest, "401")) from None
+    except HttpResponseError as exc:
+        if exc.status_code == 403:  # noqa: PLR2004
+            raise _Unreadable(_refused(name, digest, "403")) from None
+        raise
     manifest = result.manifest
     return manifest if isinstance(manifest, dict) else {}
 
 
-class _Unreadable(Exception):  # noqa: N818 - turned into a skip with a warning
+def _refused(name: str, digest: str, status: str) -> str:
+    # Listing needs metadata_read, content needs pull: an identity can have the one without the other.
+    return f"manifest {digest} in {name}: reading its content was refused ({status}); the identity needs pull"
+
+
+class _Unreadable(Exception):  # noqa: N818 - marks the repository unreadable: it then deletes nothing
     pass
 
 
@@ -252,8 +295,14 @@ async def read_registry(
             if isinstance(item, Skipped):
                 log.warning("repository_skipped", repository=item.name, reason=item.reason)
             else:
+                warn_if_unreadable(item)
                 yield item
         log.debug("token_requests", count=cache.requests_for_tokens)
+
+
+def warn_if_unreadable(repository: Repository) -> None:
+    if repository.unreadable is not None:
+        log.warning("repository_deletes_nothing", repository=repository.name, reason=repository.unreadable)
 
 
 async def _read_names(
@@ -288,13 +337,12 @@ async def _read_names(
 
 
 async def _read_or_skip(client: ContainerRegistryClient, name: str, needs: Needs) -> Repository | Skipped:
-    """A repository, or why it is left out: it vanished, or its content cannot be trusted."""
+    """A repository (marked `unreadable` when its content cannot be trusted), or why it is left
+    out: it vanished while being listed."""
     try:
         return await read_repository(client, name, needs)
     except RepositoryGone:
         return Skipped(name, "deleted while being listed")
-    except _Unreadable as exc:
-        return Skipped(name, str(exc))
 
 
 def iter_registry(

@@ -16,31 +16,19 @@ from azure.core.pipeline.policies import AsyncRetryPolicy
 from azure.core.pipeline.transport import AioHttpTransport
 
 from retention.errors import AccessDeniedError, WriteFailedError
-from retention.needs import Needs
 from retention.registry.auth import TokenCache
 from retention.registry.connection import first_line
-from retention.registry.reader import RepositoryGone, read_repository
+from retention.registry.reader import RepositoryGone, complete_repository, list_repository
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from retention.inventory import Manifest, Repository
+    from retention.inventory import Listing, Repository
+    from retention.needs import Needs
     from retention.registry.connection import Connection
 
 
 _T = TypeVar("_T")
-
-
-class _DriftNeeds(Needs):
-    """What the drift guard reads: every manifest with its tag attributes, no content."""
-
-    def tag_details(self, repository: str, manifest: Manifest) -> bool:
-        del repository
-        return bool(manifest.tags)
-
-    def content(self, repository: str, manifest: Manifest) -> bool:
-        del repository, manifest
-        return False
 
 
 class RegistryWriter:
@@ -71,12 +59,16 @@ class RegistryWriter:
     async def __aexit__(self, *exc: object) -> None:
         await self.client.__aexit__(*exc)  # type: ignore[no-untyped-call]
 
-    async def current(self, repository: str) -> Repository | None:
-        """The repository as it is now (None when it is gone): one listing, plus its tags."""
+    async def listing(self, repository: str, needs: Needs) -> Listing | None:
+        """The repository as its listings show it now (None when it is gone), no content read."""
         try:
-            return await self._call(read_repository(self.client, repository, _DriftNeeds()))
+            return await self._call(list_repository(self.client, repository, needs))
         except RepositoryGone:
             return None
+
+    async def complete(self, listing: Listing, needs: Needs) -> Repository:
+        """The listed repository with what only content tells (children, subjects), as `plan` reads it."""
+        return await self._call(complete_repository(self.client, listing, needs))
 
     async def delete_manifest(self, repository: str, digest: str) -> bool:
         """True when this call deleted it, False when it was already gone (404)."""
@@ -91,11 +83,21 @@ class RegistryWriter:
         )
         return statuses != [404]
 
-    async def set_manifest_properties(self, repository: str, digest: str, changes: dict[str, bool]) -> None:
-        await self._call(self.client.update_manifest_properties(repository, digest, **changes))
+    async def set_manifest_properties(self, repository: str, digest: str, changes: dict[str, bool]) -> bool:
+        """True when the change was made, False when the manifest is gone (404)."""
+        try:
+            await self._call(self.client.update_manifest_properties(repository, digest, **changes))
+        except ResourceNotFoundError:
+            return False
+        return True
 
-    async def set_tag_properties(self, repository: str, tag: str, changes: dict[str, bool]) -> None:
-        await self._call(self.client.update_tag_properties(repository, tag, **changes))
+    async def set_tag_properties(self, repository: str, tag: str, changes: dict[str, bool]) -> bool:
+        """True when the change was made, False when the tag is gone (404)."""
+        try:
+            await self._call(self.client.update_tag_properties(repository, tag, **changes))
+        except ResourceNotFoundError:
+            return False
+        return True
 
     async def _call(self, call: Awaitable[_T]) -> _T:
         try:
