@@ -141,9 +141,11 @@ def policy_from_canonical(canonical: Any, source: str) -> Policy:
     if canonical["registry"] is not None:
         document["registry"] = canonical["registry"]
     checked = _File(source, document, LocationIndex(), set())
-    problems = [problem for _, problem in _schema_problems(checked)]
-    if not problems:
-        problems.extend(_meaning_problems(checked))
+    problems: list[Problem] = []
+    for path, problem in _schema_problems(checked):
+        checked.reported.add(path)
+        problems.append(problem)
+    problems.extend(_meaning_problems(checked))
     if problems:
         raise PolicyError(tuple(sorted(set(problems), key=Problem.sort_key)))
     return _build([checked])

@@ -281,6 +281,39 @@ def test_content_that_does_not_match_its_digest_makes_the_repository_delete_noth
     assert all(why.endswith(": content does not match its digest") for why in reasons.values())
 
 
+def test_an_identity_that_may_not_pull_plans_no_deletion_and_says_why(
+    emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Listing needs metadata_read, content needs pull: without pull no subject can be learned, so
+    no repository with a possible referrer deletes anything, and the plan says why (exit 0)."""
+    emulator.seed_file(ROOT_EXAMPLE, content_addressed=True)
+    emulator.auth.strict_identities = True
+    emulator.add_identity("aad-token", roles={"metadata_read", "catalog"})
+    code, out, err = run(
+        [
+            "plan",
+            "--policy",
+            "policies/combined",
+            "--registry",
+            emulator.endpoint,
+            "--now",
+            NOW,
+            "--format",
+            "json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    live = json.loads(out)
+    reasons = {r["name"]: r["unreadable"] for r in live["repositories"] if r.get("unreadable")}
+    assert reasons
+    assert all(
+        why.endswith("reading its content was refused (401); the identity needs pull")
+        for why in reasons.values()
+    )
+    assert not [a for a in live["actions"] if a["op"] == "delete_manifest" and a["repository"] in reasons]
+
+
 def test_access_tokens_expiring_during_the_run_are_renewed(
     emulator: Emulator, credential: None, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
 
 from retention.cli import main
+from retention.errors import PolicyError
+from retention.inventory import Property, Repository, Tag
 from retention.pipeline import plan_from_snapshot
-from retention.plan import SEAL_PREFIX, plan_to_json
+from retention.plan import SEAL_PREFIX, SIGNATURE_PREFIX, DeleteManifest, Plan, iter_plan_json, plan_to_json
 from retention.planfile import PlanFileError, load_plan
-from retention.policyload import load_policy
+from retention.planner import make_plan
+from retention.policyload import load_policy, policy_from_canonical
 from retention.timefmt import parse_time
+from tests.builders import manifest, rule
+from tests.builders import policy as policy_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -108,3 +115,106 @@ def error_of_path(path: str) -> str:
     with pytest.raises(PlanFileError) as error:
         load_plan(path)
     return str(error.value)
+
+
+def test_a_saved_plan_carries_its_policy_and_where_its_inventory_came_from(saved: Path) -> None:
+    """The policy inside the seal rebuilds to the same policy (same hash, same rules)."""
+    plan = load_plan(saved)
+    assert plan.source == "snapshot"
+    assert plan.policy_document is not None
+    policy = load_policy(["policies/combined"])
+    rebuilt = policy_from_canonical(json.loads(plan.policy_document), "P")
+    assert (rebuilt.sha256, rebuilt.canonical) == (policy.sha256, policy.canonical)
+    assert [r.name for r in rebuilt.rules] == [r.name for r in policy.rules]
+
+
+def test_a_policy_that_does_not_hash_to_policy_sha256_is_refused(saved: Path) -> None:
+    text = saved.read_text().replace('"name": "delete-sandbox"', '"name": "delete-sandbax"', 1)
+    assert text != saved.read_text()
+    saved.write_text(reseal(text))
+    assert error_of(saved) == "P: $.policy: does not hash to the plan's policy_sha256"
+
+
+def test_a_carried_policy_is_checked_like_a_policy_file() -> None:
+    """Even one that hashes right is validated before a plan is made with it: every problem listed."""
+    document = {
+        "registry": None,
+        "settings": {"include_locked": "yes"},
+        "rules": [{"name": "x", "action": "delete", "tags": ["(a"]}],
+    }
+    with pytest.raises(PolicyError) as error:
+        policy_from_canonical(document, "plan.json ($.policy)")
+    assert [str(p) for p in error.value.problems] == [
+        (
+            "plan.json ($.policy): $.rules[0].tags[0]: '(a' is not a valid regular expression: missing ),"
+            " unterminated subpattern at position 0"
+        ),
+        "plan.json ($.policy): $.settings.include_locked: must be true or false, not 'yes'",
+    ]
+
+
+def locked_plan() -> Plan:
+    """A plan with every optional field of a delete: a registry cascade and locks to lift."""
+    policy = policy_of(rule("prune", "delete", tags=["pr-1"]), include_locked=True)
+    repository = Repository(
+        "app",
+        (
+            manifest("a1", tags=(Tag("pr-1", can_delete=False),), can_write=False),
+            manifest("s1", subject="sha256:a1"),
+        ),
+    )
+    return replace(make_plan(policy, [repository], now=parse_time(NOW)), taken_at=parse_time(NOW))
+
+
+def test_lock_and_subject_fields_read_back(tmp_path: Path) -> None:
+    plan = locked_plan()
+    path = tmp_path / "plan.json"
+    path.write_text("".join(iter_plan_json(plan)))
+    back = load_plan(path)
+    assert plan_to_json(back) == plan_to_json(plan)
+    deletes = {a.digest: a for a in back.actions if isinstance(a, DeleteManifest)}
+    assert deletes["sha256:a1"].locked == ((None, Property.WRITE_ENABLED), ("pr-1", Property.DELETE_ENABLED))
+    assert deletes["sha256:s1"].subject == "sha256:a1"
+    assert back.repositories[0].fingerprint == plan.repositories[0].fingerprint
+
+
+def test_signed_plans_need_the_same_key(tmp_path: Path) -> None:
+    """The signature covers the sealed bytes; without a key only the seal is checked."""
+    key, other = b"k" * 32, b"o" * 32
+    signed, unsigned = tmp_path / "signed.json", tmp_path / "unsigned.json"
+    signed.write_text("".join(iter_plan_json(locked_plan(), key=key)))
+    unsigned.write_text("".join(iter_plan_json(locked_plan())))
+    assert SIGNATURE_PREFIX in signed.read_text()
+    assert plan_to_json(load_plan(signed, key=key)) == plan_to_json(load_plan(unsigned))
+    assert plan_to_json(load_plan(signed)) == plan_to_json(load_plan(unsigned))
+    with pytest.raises(PlanFileError, match="signature does not match"):
+        load_plan(signed, key=other)
+    with pytest.raises(PlanFileError, match="the plan is not signed"):
+        load_plan(unsigned, key=key)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            '"locked": {"manifest"',
+            '"locked": {"manifests"',
+            "P: $.actions[0].locked: expected an object with",
+        ),
+        ('"write_enabled"]', '"writable"]', "P: $.actions[0].locked.manifest: unknown property 'writable'"),
+        ('"subject": "sha256:a1"', '"subject": 7', "P: $.actions[1].subject: expected a digest or null"),
+        (
+            '"source": "snapshot"',
+            '"source": "guess"',
+            "P: $.source: expected one of registry, snapshot or null",
+        ),
+    ],
+)
+def test_malformed_new_fields_are_refused_with_their_path(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    path = tmp_path / "plan.json"
+    text = "".join(iter_plan_json(replace(locked_plan(), source="snapshot")))
+    assert old in text
+    path.write_text(reseal(text.replace(old, new, 1)))
+    assert error_of(path).startswith(message)

@@ -1,0 +1,117 @@
+"""`agree`: which planned actions a fresh look at the repository still lets run (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from retention.agreement import Verdict, agree
+from retention.inventory import Property, Repository, Tag
+from retention.plan import Action, DeleteManifest, SetManifestProperties
+from retention.planner import make_plan
+from tests.builders import NOW, manifest, policy, repository, rule
+
+PRUNE = policy(rule("prune", "delete", tags=["pr-.*"]), include_locked=True)
+
+
+def planned(repo: Repository) -> list[Action]:
+    return list(make_plan(PRUNE, [repo], now=NOW).actions)
+
+
+def by_digest(actions: list[Action], verdicts: tuple[Verdict, ...]) -> dict[str, Verdict]:
+    return {a.digest.removeprefix("sha256:"): v for a, v in zip(actions, verdicts, strict=True)}
+
+
+def test_an_unlock_an_earlier_run_made_is_the_plans_own_step() -> None:
+    """Fewer locks than the plan saw: the plan's own unlock; more: someone wants it kept."""
+    locked = repository("app", manifest("a1", tags=(Tag("pr-1", can_delete=False),), can_write=False))
+    actions = planned(locked)
+    assert isinstance(actions[0], DeleteManifest)
+    assert actions[0].locked == ((None, Property.WRITE_ENABLED), ("pr-1", Property.DELETE_ENABLED))
+
+    unlocked = repository("app", manifest("a1", tags=("pr-1",)))
+    assert agree(actions, unlocked, fresh=None).verdicts == (Verdict.RUN,)
+    half = repository("app", manifest("a1", tags=(Tag("pr-1", can_delete=False),)))
+    assert agree(actions, half, fresh=None).verdicts == (Verdict.RUN,)
+
+    more = repository(
+        "app", manifest("a1", tags=(Tag("pr-1", can_delete=False),), can_write=False, can_delete=False)
+    )
+    result = agree(actions, more, fresh=None)
+    assert result.verdicts == (Verdict.DRIFTED,)
+    assert result.reasons == {0: "locked since the plan (manifest)"}
+
+
+def test_a_referrer_that_drifted_holds_its_subject_and_its_dependents_are_skipped() -> None:
+    """The registry would delete the SBOM with its image, so the image stays; the SBOM's own
+    signature waits for a parent that does not go."""
+    repo = repository(
+        "app",
+        manifest("a1", tags=("pr-1",)),
+        manifest("s1", subject="sha256:a1"),
+        manifest("g1", subject="sha256:s1"),
+    )
+    actions = planned(repo)
+    assert {a.digest for a in actions} == {"sha256:a1", "sha256:s1", "sha256:g1"}
+    # Someone tags the SBOM meanwhile: it must stay, and with it its subject.
+    tagged = repository(
+        "app",
+        manifest("a1", tags=("pr-1",)),
+        manifest("s1", subject="sha256:a1", tags=("keep",)),
+        manifest("g1", subject="sha256:s1"),
+    )
+    result = agree(actions, tagged, fresh=None)
+    verdicts = by_digest(actions, result.verdicts)
+    assert verdicts == {"a1": Verdict.DRIFTED, "s1": Verdict.DRIFTED, "g1": Verdict.SKIPPED}
+    reasons = {actions[i].digest: why for i, why in result.reasons.items()}
+    assert reasons["sha256:a1"] == (
+        "its referrer sha256:s1 stays, and the registry deletes referrers with their subject"
+    )
+    assert reasons["sha256:g1"] == "parent sha256:s1 was not deleted (drifted)"
+
+
+def test_a_fresh_plan_decides_where_the_repository_changed() -> None:
+    """A new index lists a planned delete: the fresh plan keeps it, and says what lists it now."""
+    repo = repository("app", manifest("a1", tags=("pr-1",)), manifest("a2", tags=("pr-2",)))
+    actions = planned(repo)
+    now = Repository("app", (*repo.manifests, manifest("i9", tags=("v9",), references=("sha256:a1",))))
+    fresh = make_plan(PRUNE, [now], now=NOW)
+
+    result = agree(actions, now, fresh=fresh)
+
+    assert by_digest(actions, result.verdicts) == {"a1": Verdict.DRIFTED, "a2": Verdict.RUN}
+    assert result.reasons == {
+        0: "the repository changed since the plan, and a plan of it now keeps it: saved-from:prune,"
+        " child of sha256:i9"
+    }
+
+
+def test_a_manifest_the_plan_did_not_show_blocks_what_it_refers_to() -> None:
+    """Even where the fresh plan would delete both, a new index that the saved plan never showed
+    keeps what it lists: the saved plan does not delete the index."""
+    repo = repository("app", manifest("c1"), manifest("o1"))
+    actions = list(make_plan(policy(rule("prune", "delete", tag_state="untagged")), [repo], now=NOW).actions)
+    now = Repository("app", (*repo.manifests, manifest("i9", references=("sha256:c1",))))
+    fresh = make_plan(policy(rule("prune", "delete", tag_state="untagged")), [now], now=NOW)
+    assert {a.digest for a in fresh.actions} == {"sha256:c1", "sha256:i9", "sha256:o1"}
+
+    result = agree(actions, now, fresh=fresh)
+
+    assert by_digest(actions, result.verdicts) == {"c1": Verdict.DRIFTED, "o1": Verdict.RUN}
+    assert result.reasons == {0: "sha256:i9, which the plan did not show, now refers to it"}
+
+
+def test_gone_items_and_property_changes() -> None:
+    """Gone is gone; a property change that still differs runs, one a fresh plan disagrees with drifts."""
+    lock = policy(rule("lock", "lock", tags=["v.*"], set={"delete_enabled": False}))
+    repo = repository("app", manifest("a1", tags=("v1",)))
+    actions = list(make_plan(lock, [repo], now=NOW).actions)
+    assert [type(a) for a in actions] == [SetManifestProperties, type(actions[1])]
+    assert agree(actions, repository("app"), fresh=None).verdicts == (Verdict.GONE, Verdict.GONE)
+    assert agree(actions, repo, fresh=None).verdicts == (Verdict.RUN, Verdict.RUN)
+    retagged = repository("app", manifest("a1", tags=("x1",)))
+    fresh = make_plan(lock, [retagged], now=NOW)
+    result = agree(actions, retagged, fresh=fresh)
+    assert result.verdicts == (Verdict.DRIFTED, Verdict.GONE)  # the tag v1 no longer exists
+    assert result.reasons == {0: "tags are now ['x1']"}
+    done = replace(repo, manifests=(manifest("a1", tags=(Tag("v1", can_delete=False),), can_delete=False),))
+    assert agree(actions, done, fresh=make_plan(lock, [done], now=NOW)).verdicts == (Verdict.RUN, Verdict.RUN)
