@@ -1,0 +1,242 @@
+"""The planner: policy + inventory + now -> plan. Pure: no I/O, no clock, no logging.
+
+It implements policy.md §2-§6. Every repository is planned on its own (the
+manifest graph, `newest` and locks never cross repositories), so a registry
+can be streamed one repository at a time and memory follows the largest
+repository, not the registry.
+
+Graph handling fails closed: a dependent is deleted only when every parent
+it has in the repository is deleted (a least fixpoint), so dangling
+references in inventory data can only make the plan keep more, and a
+manifest on a reference cycle (a self-reference included) is never deleted.
+
+The registry's own cascade is part of the plan (policy.md §4): ACR deletes a
+manifest's OCI referrers with it, so every referrer of a deleted manifest is
+deleted in the plan too, and a referrer that must stay keeps its subject (and
+that subject's subject). A repository whose inventory could not learn every
+subject (`Repository.unreadable`) deletes nothing.
+
+- `graph`: indexes, children, subjects and attachments, and reference cycles;
+- `matching`: which images a rule matches (selectors, time, `newest`);
+- `decide`: the decision for each manifest, the cascades, and why it stays;
+- `locks`: the property changes lock rules make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from retention.errors import PlanningError
+from retention.inventory import Property
+from retention.plan import (
+    Action,
+    DeleteManifest,
+    Kept,
+    Plan,
+    RepositorySummary,
+    SetManifestProperties,
+    SetTagProperties,
+    standing_fingerprint,
+)
+from retention.planner.decide import Decision, Pins, decide, kept_reasons, settle
+from retention.planner.graph import build_graph, subjects_of
+from retention.planner.locks import CONFLICTS_SHOWN, deletions_reshape, lock_actions
+from retention.planner.matching import RuleCheck, could_match, match_rules
+from retention.policy import OrderBy, Policy, RuleAction
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from retention.inventory import Manifest, Repository
+
+__all__ = ["could_match", "make_plan", "subjects_of"]
+
+
+@dataclass(slots=True)
+class _RepositoryPlan:
+    actions: list[Action]
+    kept: list[Kept]
+    untouched: list[Kept]
+    summary: RepositorySummary
+
+
+def make_plan(
+    policy: Policy,
+    repositories: Iterable[Repository],
+    *,
+    now: datetime,
+    registry: str | None = None,
+    max_deletes: int | None = None,
+    taken_at: datetime | None = None,
+) -> Plan:
+    """Plan every repository. `max_deletes` (the command line's) and the policy's: the smaller wins.
+
+    Raises PlanningError when lock rules conflict; the message lists every conflict.
+    """
+    checks = [
+        RuleCheck(
+            rule=rule,
+            older_cutoff=now - rule.older_than if rule.older_than is not None else None,
+            newer_cutoff=now - rule.newer_than if rule.newer_than is not None else None,
+        )
+        for rule in policy.rules
+    ]
+    actions: list[Action] = []
+    kept: list[Kept] = []
+    untouched: list[Kept] = []
+    summaries: list[RepositorySummary] = []
+    conflicts: list[str] = []
+    for repository in repositories:
+        planned = _plan_repository(policy, checks, repository, conflicts)
+        actions.extend(planned.actions)
+        kept.extend(planned.kept)
+        untouched.extend(planned.untouched)
+        summaries.append(planned.summary)
+    if conflicts:
+        shown = conflicts[:CONFLICTS_SHOWN]
+        more = f" (and {len(conflicts) - len(shown)} more)" if len(conflicts) > len(shown) else ""
+        raise PlanningError("; ".join(shown) + more)
+    limits = [limit for limit in (policy.settings.max_deletes, max_deletes) if limit is not None]
+    actions.sort(key=lambda a: a.sort_key())
+    kept.sort(key=lambda k: (k.repository, k.digest))
+    untouched.sort(key=lambda k: (k.repository, k.digest))
+    summaries.sort(key=lambda s: s.name)
+    return Plan(
+        registry=registry if registry is not None else policy.registry,
+        now=now,
+        policy_sha256=policy.sha256,
+        max_deletes=min(limits) if limits else None,
+        actions=tuple(actions),
+        kept=tuple(kept),
+        untouched=tuple(untouched),
+        repositories=tuple(summaries),
+        taken_at=taken_at,
+        policy_document=policy.canonical or None,
+    )
+
+
+def _plan_repository(
+    policy: Policy, all_checks: list[RuleCheck], repository: Repository, conflicts: list[str]
+) -> _RepositoryPlan:
+    name = repository.name
+    checks = [c for c in all_checks if c.rule.matches_repository(name)]
+    nodes = build_graph(repository.manifests)
+    images = [node.manifest for node in nodes.values() if not node.is_dependent]
+    by_created = policy.settings.order_by is OrderBy.CREATED
+    include_locked = policy.settings.include_locked
+
+    matched = match_rules(checks, images, by_created=by_created)
+
+    decisions: dict[str, Decision] = {}
+    reasons: dict[str, list[str]] = {}
+    for manifest in images:
+        rules = matched.get(manifest.digest)
+        if not rules:
+            decisions[manifest.digest] = Decision.UNTOUCHED
+            continue
+        decision, why = decide(rules, locked=manifest.locked, include_locked=include_locked)
+        decisions[manifest.digest] = decision
+        reasons[manifest.digest] = why
+
+    deleted, cascade_locked, pinned, holders = settle(nodes, decisions, include_locked, repository.unreadable)
+    kept_digests = kept_reasons(
+        nodes, decisions, deleted, cascade_locked, Pins(pinned, holders, include_locked)
+    )
+
+    actions: list[Action] = []
+    bytes_upper_bound = 0
+    for digest in deleted:
+        node = nodes[digest]
+        manifest = node.manifest
+        dependent = node.is_dependent
+        parents = sorted(node.parents)
+        why = reasons.get(digest, [])
+        if dependent:
+            # ACR itself deletes an OCI referrer with its subject; index children and tag-scheme
+            # attachments go by the executor's own deletes.
+            why = [
+                f"registry cascade from {p}" if p == manifest.subject else f"cascade from {p}"
+                for p in parents
+            ]
+        actions.append(
+            DeleteManifest(
+                repository=name,
+                digest=digest,
+                tags=manifest.tag_names,
+                reasons=tuple(why),
+                updated_at=manifest.updated_at,
+                size_bytes=manifest.size_bytes,
+                unlock_first=manifest.locked,
+                cascade_from=parents[0] if dependent else None,
+                after=tuple(parents),
+                subject=manifest.subject if manifest.subject in node.subjects else None,
+                locked=_blocking(manifest),
+            )
+        )
+        bytes_upper_bound += manifest.size_bytes or 0
+
+    lock_checks = [c for c in checks if c.rule.action is RuleAction.LOCK]
+    if lock_checks:
+        # Lock rules apply to the repository as this plan leaves it (policy.md §5: the same policy
+        # run again plans no property change). Deletions can turn a survivor into an image (a
+        # signature whose subject goes while an index still lists it) or move a `newest` ranking;
+        # only then is the survivors' graph rebuilt and matched again.
+        if deleted and deletions_reshape(nodes, deleted, lock_checks):
+            after = build_graph(tuple(n.manifest for d, n in nodes.items() if d not in deleted))
+            after_images = [n.manifest for n in after.values() if not n.is_dependent]
+            lock_plan = (after, after_images, match_rules(lock_checks, after_images, by_created=by_created))
+        else:
+            lock_plan = (nodes, images, matched)
+        actions.extend(
+            lock_actions(
+                repository=name,
+                nodes=lock_plan[0],
+                images=lock_plan[1],
+                matched=lock_plan[2],
+                deleted=deleted,
+                conflicts=conflicts,
+            )
+        )
+
+    survivors = standing_fingerprint(repository, actions)
+
+    kept: list[Kept] = []
+    untouched: list[Kept] = []
+    for digest, node in nodes.items():
+        if digest in deleted:
+            continue
+        manifest = node.manifest
+        if digest in kept_digests:
+            why = reasons.get(digest, [])
+            if decisions.get(digest) is Decision.DELETE:
+                # A delete rule chose it and a surviving parent saved it: say so in the kept terms.
+                why = [f"saved-from:{r.removeprefix('delete:')}" for r in why]
+            kept.append(Kept(name, digest, manifest.tag_names, (*why, *kept_digests[digest])))
+        else:
+            untouched.append(Kept(name, digest, manifest.tag_names, ()))
+    summary = RepositorySummary(
+        name=name,
+        manifests=len(nodes),
+        delete_manifests=len(deleted),
+        set_manifest_properties=sum(isinstance(a, SetManifestProperties) for a in actions),
+        set_tag_properties=sum(isinstance(a, SetTagProperties) for a in actions),
+        kept=len(kept),
+        untouched=len(untouched),
+        bytes_upper_bound=bytes_upper_bound,
+        unreadable=repository.unreadable,
+        fingerprint=survivors,
+    )
+    return _RepositoryPlan(actions=actions, kept=kept, untouched=untouched, summary=summary)
+
+
+_BLOCKING = (Property.WRITE_ENABLED, Property.DELETE_ENABLED)
+
+
+def _blocking(manifest: Manifest) -> tuple[tuple[str | None, Property], ...]:
+    """The attributes that block deleting this manifest, on it (tag None) and on its tags."""
+    found: list[tuple[str | None, Property]] = [(None, p) for p in _BLOCKING if not manifest.value(p)]
+    for tag in manifest.tags:
+        found += [(tag.name, p) for p in _BLOCKING if not tag.value(p)]
+    return tuple(found)

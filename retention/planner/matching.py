@@ -1,0 +1,80 @@
+"""How rules match images (policy.md §3): selectors, time windows and `newest`. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from retention.policy import OrderBy, Rule, TagState
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from retention.inventory import Manifest
+
+
+@dataclass(slots=True)
+class RuleCheck:
+    """A rule with its time cutoffs resolved against `now`."""
+
+    rule: Rule
+    older_cutoff: datetime | None
+    newer_cutoff: datetime | None
+
+
+def could_match(rule: Rule, repository: str, manifest: Manifest, *, now: datetime, order_by: OrderBy) -> bool:
+    """Whether `rule` could match `manifest` once it is known to be an image (`newest` aside).
+
+    The inventory uses it to fetch details (tag attributes, manifest content)
+    only for manifests that some rule could act on.
+    """
+    if not rule.matches_repository(repository):
+        return False
+    check = RuleCheck(
+        rule=rule,
+        older_cutoff=now - rule.older_than if rule.older_than is not None else None,
+        newer_cutoff=now - rule.newer_than if rule.newer_than is not None else None,
+    )
+    return selects(check, manifest, by_created=order_by is OrderBy.CREATED)
+
+
+def match_rules(
+    checks: list[RuleCheck], images: list[Manifest], *, by_created: bool
+) -> dict[str, list[Rule]]:
+    """Rule matching (policy.md §3) for images; `newest` ranks the images that pass the rest."""
+    matched: dict[str, list[Rule]] = {}
+    for check in checks:
+        passing = [m for m in images if selects(check, m, by_created=by_created)]
+        newest = check.rule.newest
+        if newest is not None:
+            passing.sort(key=lambda m: m.digest)
+            passing.sort(key=lambda m: time_of(m, by_created=by_created), reverse=True)
+            del passing[newest:]
+        for manifest in passing:
+            matched.setdefault(manifest.digest, []).append(check.rule)
+    return matched
+
+
+def time_of(manifest: Manifest, *, by_created: bool) -> datetime:
+    if by_created and manifest.created_at is not None:
+        return manifest.created_at
+    return manifest.updated_at
+
+
+def selects(check: RuleCheck, manifest: Manifest, *, by_created: bool) -> bool:
+    """All selectors but `repositories` and `newest` (policy.md §3)."""
+    rule = check.rule
+    state = rule.effective_tag_state
+    if state is TagState.TAGGED and not manifest.tags:
+        return False
+    if state is TagState.UNTAGGED and manifest.tags:
+        return False
+    if rule.tags is not None and not any(rule.matches_tag(tag.name) for tag in manifest.tags):
+        return False
+    if check.older_cutoff is not None or check.newer_cutoff is not None:
+        moment = time_of(manifest, by_created=by_created)
+        if check.older_cutoff is not None and not moment < check.older_cutoff:
+            return False
+        if check.newer_cutoff is not None and not moment >= check.newer_cutoff:
+            return False
+    return True
