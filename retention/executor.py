@@ -345,17 +345,11 @@ async def _unlock(
 ) -> bool:
     """Set the blocking attributes back to true, only where they are false now, noting each.
     False when the manifest turns out to be gone; a tag gone meanwhile is a failure."""
-    writer, repository = run.writer, action.repository
     by_item: dict[str | None, list[str]] = defaultdict(list)
     for tag, name in blocking(manifest):
         by_item[tag].append(name)
     for tag, names in by_item.items():
-        changes = {Property(name).attribute: True for name in names}
-        if tag is None:
-            call = partial(writer.set_manifest_properties, repository, action.digest, changes)
-        else:
-            call = partial(writer.set_tag_properties, repository, tag, changes)
-        if not await run.attempt(OperationClass.WRITE, call):
+        if not await run.attempt(OperationClass.WRITE, _setting(action, tag, names, value=True, run=run)):
             if tag is None:
                 return False
             raise WriteFailedError(
@@ -363,6 +357,16 @@ async def _unlock(
             )
         unlocked.extend((tag, name) for name in names)
     return True
+
+
+def _setting(
+    action: DeleteManifest, tag: str | None, names: list[str], *, value: bool, run: Execution
+) -> Callable[[], Awaitable[bool]]:
+    """The call that sets these blocking attributes of the manifest (tag None) or of one tag."""
+    changes = {Property(name).attribute: value for name in names}
+    if tag is None:
+        return partial(run.writer.set_manifest_properties, action.repository, action.digest, changes)
+    return partial(run.writer.set_tag_properties, action.repository, tag, changes)
 
 
 async def _relock(
@@ -377,17 +381,12 @@ async def _relock(
             restore[tag].append(str(prop))
     if not restore:
         return ""
-    writer, repository = run.writer, action.repository
+    repository = action.repository
     failures = []
     for tag, names in restore.items():
-        changes = {Property(name).attribute: False for name in names}
-        if tag is None:
-            call = partial(writer.set_manifest_properties, repository, action.digest, changes)
-        else:
-            call = partial(writer.set_tag_properties, repository, tag, changes)
         try:
             # A 404 here means the item is gone: there is no lock left to restore.
-            await run.attempt(OperationClass.WRITE, call)
+            await run.attempt(OperationClass.WRITE, _setting(action, tag, names, value=False, run=run))
         except (WriteFailedError, AccessDeniedError) as again:
             failures.append(f"{'manifest' if tag is None else f'tag {tag}'}: {again}")
     if failures:

@@ -62,17 +62,7 @@ def test_plan_of_a_live_registry_equals_the_plan_of_its_snapshot(
     policy = load_policy(["policies/combined"])
     offline = make_plan(policy, emulator.dump().repositories, now=parse_time(NOW))
     code, out, err = run(
-        [
-            "plan",
-            "--policy",
-            "policies/combined",
-            "--registry",
-            emulator.endpoint,
-            "--now",
-            NOW,
-            "--format",
-            "json",
-        ],
+        plan_args(emulator, "--format", "json"),
         capsys,
     )
     assert code == 0, err
@@ -259,17 +249,7 @@ def test_content_that_does_not_match_its_digest_makes_the_repository_delete_noth
         if any(m.media_type and "oci" in m.media_type for m in r.manifests)
     }
     code, plan_out, err = run(
-        [
-            "plan",
-            "--policy",
-            "policies/combined",
-            "--registry",
-            emulator.endpoint,
-            "--now",
-            NOW,
-            "--format",
-            "json",
-        ],
+        plan_args(emulator, "--format", "json"),
         capsys,
     )
     assert code == 0, err
@@ -290,17 +270,7 @@ def test_an_identity_that_may_not_pull_plans_no_deletion_and_says_why(
     emulator.auth.strict_identities = True
     emulator.add_identity("aad-token", roles={"metadata_read", "catalog"})
     code, out, err = run(
-        [
-            "plan",
-            "--policy",
-            "policies/combined",
-            "--registry",
-            emulator.endpoint,
-            "--now",
-            NOW,
-            "--format",
-            "json",
-        ],
+        plan_args(emulator, "--format", "json"),
         capsys,
     )
     assert code == 0, err
