@@ -190,7 +190,7 @@ def test_files_the_image_copies_exist_and_reach_the_build_context() -> None:
     for source in copied:
         assert (ROOT / source).exists(), source
         assert not dockerignored(source), f".dockerignore keeps {source} out of the build context"
-    assert not dockerignored("retention/cli.py")
+    assert not dockerignored("retention/cli/__init__.py")
     assert not dockerignored("retention/schema/policy.schema.json")
 
 
@@ -201,7 +201,7 @@ def test_build_context_leaves_out_local_state() -> None:
         ".git/HEAD",
         "tests/test_cli.py",
         "benchmarks/out/snapshot.json",
-        "retention/__pycache__/cli.cpython-312.pyc",
+        "retention/cli/__pycache__/commands.cpython-312.pyc",
     ):
         assert dockerignored(path), path
 

@@ -1,0 +1,136 @@
+"""Command line: argument parsing, wiring of the stages, exit codes. No decisions here.
+
+`plan` stops after rendering; that is the whole of the dry run. With
+`--pushgateway`, `plan` and `apply` push their run metrics as they end (see
+`retention.metrics`); a push never changes the exit code. Exit codes
+(interfaces.md §2): 0 success, 1 error, 2 usage error (or, with
+`plan --detailed-exitcode`, a non-empty plan), 3 plan over `max_deletes`.
+
+- `arguments`: the commands, their options and types;
+- `commands`: what each command does with them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from retention import logs
+from retention.cli.arguments import PROG, PUSHGATEWAY_VARIABLE, build_parser
+from retention.cli.commands import Run, cmd_apply, cmd_plan, cmd_snapshot, cmd_validate
+from retention.errors import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    PolicyError,
+    RetentionError,
+    UsageError,
+)
+from retention.metrics import PushError, Pushgateway, RunMetrics, push
+from retention.policyload import format_report
+from retention.registry import RegistryTarget
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_format, args.log_level)
+    run = Run(started=time.monotonic())
+    code = _dispatch(args, run)
+    if run.gateway is not None:
+        _push_metrics(args, run, code, run.gateway)
+    return code
+
+
+def _dispatch(args: argparse.Namespace, run: Run) -> int:
+    try:
+        if args.command == "validate":
+            return cmd_validate(args.policies)
+        if args.command == "snapshot":
+            return cmd_snapshot(args)
+        run.gateway = _pushgateway(args)
+        code = cmd_apply(args, run) if args.command == "apply" else cmd_plan(args, run)
+        run.returned = True
+    except PolicyError as exc:
+        sys.stderr.write(format_report(list(exc.problems)))
+        return exc.exit_code
+    except UsageError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return EXIT_USAGE
+    except RetentionError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`); nothing useful can be written any more.
+        sys.stderr.close()
+        return EXIT_ERROR
+    return code
+
+
+def _pushgateway(args: argparse.Namespace) -> Pushgateway | None:
+    """--pushgateway, else $ACR_RETENTION_PUSHGATEWAY; empty means no push."""
+    text: str = os.environ.get(PUSHGATEWAY_VARIABLE, "") if args.pushgateway is None else args.pushgateway
+    if not text.strip():
+        return None
+    try:
+        return Pushgateway.parse(text, job=args.pushgateway_job)
+    except ValueError as exc:  # only the variable's: argparse has checked the option's
+        raise UsageError(f"${PUSHGATEWAY_VARIABLE}: {exc}") from None
+
+
+def _push_metrics(args: argparse.Namespace, run: Run, code: int, gateway: Pushgateway) -> None:
+    """Push the run's metrics; a failure is one warning and never changes the exit code."""
+    log = logs.get_logger()
+    # After a broken pipe stderr is closed: push all the same, but say nothing.
+    quiet = sys.stderr.closed
+    name = run.registry or _registry_named(args)
+    if name is None:
+        if not quiet:
+            log.warning("metrics_not_pushed", reason="the run ended before the registry was known")
+        return
+    succeeded = run.returned and (code == EXIT_OK or (args.command == "plan" and code == EXIT_CHANGES))
+    metrics = RunMetrics.of_run(
+        args.command,
+        name,
+        exit_code=code,
+        succeeded=succeeded,
+        finished_at=time.time(),
+        duration_s=round(time.monotonic() - run.started, 3),
+        plan=run.plan,
+        applied=run.applied,
+    )
+    try:
+        url = push(gateway, metrics)
+    except PushError as exc:
+        error = str(exc)
+    except KeyboardInterrupt:
+        # Ctrl-C while a slow gateway holds the push: the run itself is over, its exit code stands.
+        error = "interrupted"
+    else:
+        if not quiet:
+            log.info("metrics_pushed", url=url, exit_code=code, succeeded=succeeded)
+        return
+    if not quiet:
+        log.warning("metrics_push_failed", pushgateway=gateway.url, error=error)
+
+
+def _registry_named(args: argparse.Namespace) -> str | None:
+    """The registry the command line or environment names, for a run that failed before connecting."""
+    name = getattr(args, "registry", None) or os.environ.get("ACR_RETENTION_REGISTRY")
+    if not name:
+        return None
+    try:
+        return RegistryTarget.parse(name).login_server
+    except RetentionError:
+        return None

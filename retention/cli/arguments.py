@@ -1,0 +1,300 @@
+"""The command line's arguments: commands, options, their types and help. Parsing only."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from retention import __version__
+from retention.matchers import GrammarError, parse_duration
+from retention.metrics import DEFAULT_JOB, Pushgateway
+from retention.planfile import PLAN_KEY_VARIABLE
+from retention.ratelimit import SKU_LIMITS
+from retention.registry import DEFAULT_AUDIENCE
+from retention.timefmt import parse_time
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+PROG = "acr-retention"
+PUSHGATEWAY_VARIABLE = "ACR_RETENTION_PUSHGATEWAY"
+PUSHGATEWAY_JOB_VARIABLE = "ACR_RETENTION_PUSHGATEWAY_JOB"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors name the program the way our other errors do (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def _rfc3339(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Retention and cleanup policies for Azure Container Registry: validate, plan, apply.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default=os.environ.get("ACR_RETENTION_LOG_FORMAT", "auto"),
+        help="structured logs on stderr: JSON off a terminal, console on one (default: auto)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=os.environ.get("ACR_RETENTION_LOG_LEVEL", "info"),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    check = commands.add_parser(
+        "validate",
+        help="check policy files: every problem as file:line:col: $.path: message",
+        description="Check policy files and directories against the schema and the semantic rules. "
+        "Every problem is reported; exit 1 when there is any.",
+    )
+    check.add_argument("policies", nargs="+", metavar="POLICY", help="policy file or directory of *.yaml")
+
+    plan = commands.add_parser(
+        "plan",
+        help="the dry run: what would be deleted, locked and kept, and why",
+        description="Take an inventory (a live registry or a snapshot file), apply the policy and show the "
+        "plan. Nothing is changed.",
+    )
+    _add_policy_argument(plan)
+    source = plan.add_mutually_exclusive_group()
+    source.add_argument("--snapshot", metavar="FILE", help="inventory from a snapshot file")
+    source.add_argument(
+        "--registry",
+        metavar="REGISTRY",
+        help="inventory from a live registry (login server or https URL); default: $ACR_RETENTION_REGISTRY,"
+        " then the policy's registry",
+    )
+    _add_registry_options(plan)
+    plan.add_argument(
+        "--now",
+        type=_rfc3339,
+        metavar="TIME",
+        help="RFC 3339 time that ages are measured from (default: the current UTC time)",
+    )
+    plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    plan.add_argument("--out", metavar="FILE", help="write the rendered plan to FILE instead of stdout")
+    plan.add_argument(
+        "--save-plan", metavar="FILE", help="also write the plan as JSON to FILE (for review or apply --plan)"
+    )
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when the plan is not empty, 0 when there is nothing to do",
+    )
+    plan.add_argument(
+        "--max-deletes",
+        type=_non_negative,
+        metavar="N",
+        help="refuse (exit 3) a plan deleting more than N manifests; the smaller of this and the "
+        "policy's settings.max_deletes wins",
+    )
+    plan.add_argument(
+        "--verbose", "-v", action="store_true", help="text format: also list kept and untouched"
+    )
+    plan.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="color the text format (auto: on a terminal, unless NO_COLOR is set)",
+    )
+    _add_pushgateway_options(plan)
+
+    apply = commands.add_parser(
+        "apply",
+        help="plan (or load a saved plan) and execute it: deletes and property changes",
+        description="Execute a plan against a live registry: the same plan `plan` shows. On a terminal "
+        "it asks for confirmation; elsewhere it refuses without --yes. A plan over max_deletes executes "
+        "nothing.",
+    )
+    apply.add_argument(
+        "--policy",
+        action="append",
+        metavar="POLICY",
+        help="policy file or directory (repeatable; default $ACR_RETENTION_POLICY); not needed with --plan",
+    )
+    apply.add_argument(
+        "--registry",
+        metavar="REGISTRY",
+        help="login server or https URL; default: $ACR_RETENTION_REGISTRY, then the policy's registry",
+    )
+    apply.add_argument(
+        "--plan",
+        metavar="FILE",
+        help="execute this saved plan (from plan --save-plan): no action it does not contain, and only"
+        " those a fresh look at each repository agrees with; --policy beside it must be its own policy;"
+        f" with ${PLAN_KEY_VARIABLE} set, only a plan signed with that key",
+    )
+    apply.add_argument(
+        "--allow-snapshot-plan",
+        action="store_true",
+        help="accept a saved plan made from a snapshot file (plan --snapshot); its taken_at is only"
+        " what the file says, so --max-plan-age cannot vouch for it",
+    )
+    apply.add_argument(
+        "--max-plan-age",
+        type=duration,
+        default="1h",
+        metavar="DURATION",
+        help="refuse a saved plan whose inventory is older than this (default 1h)",
+    )
+    apply.add_argument("--yes", action="store_true", help="do not ask; needed when stdin is not a terminal")
+    apply.add_argument(
+        "--now", type=_rfc3339, metavar="TIME", help="as for plan: ages are measured from TIME"
+    )
+    apply.add_argument(
+        "--max-deletes",
+        type=_non_negative,
+        metavar="N",
+        help="refuse (exit 3, nothing executed) a plan deleting more than N manifests",
+    )
+    apply.add_argument(
+        "--report", metavar="FILE", help="write the audit report (JSON lines) here; default stdout"
+    )
+    apply.add_argument(
+        "--sku",
+        choices=sorted(SKU_LIMITS),
+        default="standard",
+        help="request budgets start at half this SKU's documented per-identity limits (default standard)",
+    )
+    apply.add_argument("--max-deletes-per-minute", type=_positive, metavar="N", help="DELETE budget")
+    apply.add_argument("--max-writes-per-minute", type=_positive, metavar="N", help="PATCH budget (locks)")
+    apply.add_argument("--max-reads-per-minute", type=_positive, metavar="N", help="GET budget (listings)")
+    _add_registry_options(apply)
+    _add_pushgateway_options(apply)
+
+    snap = commands.add_parser(
+        "snapshot",
+        help="record a live registry's inventory as a snapshot file",
+        description="Read a live registry (read-only) and write its inventory as a snapshot file, "
+        "for planning offline, reviewing, or tests.",
+    )
+    snap.add_argument(
+        "--registry",
+        metavar="REGISTRY",
+        help="login server or https URL; default: $ACR_RETENTION_REGISTRY",
+    )
+    snap.add_argument("--out", required=True, metavar="FILE", help="where to write the snapshot (atomically)")
+    _add_registry_options(snap)
+    return parser
+
+
+def _add_registry_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repository",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only repositories matching GLOB (repeatable; same globs as policies)",
+    )
+    parser.add_argument(
+        "--anonymous",
+        action="store_true",
+        help="no credentials: for registries with anonymous pull enabled",
+    )
+    parser.add_argument(
+        "--audience",
+        default=os.environ.get("ACR_RETENTION_AUDIENCE", DEFAULT_AUDIENCE),
+        metavar="URL",
+        help=f"Entra ID audience for registry tokens (default {DEFAULT_AUDIENCE}; sovereign clouds:"
+        " https://containerregistry.azure.cn, https://containerregistry.azure.us; ARM audience:"
+        " https://management.azure.com)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=8,
+        metavar="N",
+        help="repositories read at once, per reader process (default 8)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=_positive,
+        default=os.environ.get("ACR_RETENTION_PROCESSES", "1"),  # argparse applies type= to it
+        metavar="N",
+        help="reader processes for the inventory (default 1, or $ACR_RETENTION_PROCESSES): the SDK's"
+        " listing is CPU-bound, so a registry of millions of manifests reads faster with one per core",
+    )
+
+
+def _add_pushgateway_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pushgateway",
+        type=_pushgateway_url,
+        metavar="URL",
+        help=f"at the end of the run, push its metrics to this Prometheus Pushgateway (http(s)://host:port);"
+        f" default: ${PUSHGATEWAY_VARIABLE}; '' pushes nothing. A failed push only logs a warning",
+    )
+    parser.add_argument(
+        "--pushgateway-job",
+        type=_job_name,
+        default=os.environ.get(PUSHGATEWAY_JOB_VARIABLE) or DEFAULT_JOB,
+        metavar="NAME",
+        help=f"job label of the pushed metrics (default: ${PUSHGATEWAY_JOB_VARIABLE}, then {DEFAULT_JOB})",
+    )
+
+
+def _pushgateway_url(text: str) -> str:
+    if text.strip():
+        try:
+            Pushgateway.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
+def _job_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the job name must not be empty")
+    return text.strip()
+
+
+def _add_policy_argument(parser: argparse.ArgumentParser) -> None:
+    default = os.environ.get("ACR_RETENTION_POLICY")
+    parser.add_argument(
+        "--policy",
+        action="append",
+        required=default is None,
+        metavar="POLICY",
+        help="policy file or directory (repeatable); default: $ACR_RETENTION_POLICY",
+    )
+    parser.set_defaults(policy_default=default)
+
+
+def duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except GrammarError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -1,0 +1,265 @@
+"""The commands: each wires the stages together for one subcommand and returns its exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from retention import logs, registry
+from retention.apply import Budgets, PlanRefusedError, check_saved_plan, confirm, only_repositories, run_apply
+from retention.cli.arguments import PROG
+from retention.errors import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_OVER_LIMIT,
+    RetentionError,
+    UsageError,
+)
+from retention.pipeline import plan_from_registry, plan_from_snapshot, snapshot_registry
+from retention.plan import iter_plan_json
+from retention.planfile import load_plan, plan_key
+from retention.policyload import load_policy, validate
+from retention.registry import Connection, RegistryTarget
+from retention.render import render_markdown, render_text
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Iterable
+    from typing import IO
+
+    from retention.apply import ApplyResult
+    from retention.metrics import Pushgateway
+    from retention.plan import Plan
+
+
+@dataclass
+class Run:
+    """How far a plan or apply run got, filled in as it goes, so that even a failed run has metrics."""
+
+    started: float  # time.monotonic()
+    gateway: Pushgateway | None = None
+    registry: str | None = None
+    plan: Plan | None = None
+    applied: ApplyResult | None = None
+    returned: bool = False  # the command ended with an exit code of its own, not an error
+
+
+def cmd_validate(paths: list[str]) -> int:
+    result = validate(paths)
+    sys.stdout.write(result.report())
+    return EXIT_ERROR if result.problems else EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace, run: Run) -> int:
+    log = logs.get_logger()
+    started = time.perf_counter()
+    policy_paths: list[str] = args.policy or [args.policy_default]
+    policy = load_policy(policy_paths)
+    now: datetime = args.now or datetime.now(UTC)
+    if args.snapshot:
+        plan = plan_from_snapshot(policy, args.snapshot, now=now, max_deletes=args.max_deletes)
+    else:
+        connection = _connection(args, fallback=policy.registry)
+        run.registry = connection.target.login_server
+        plan = plan_from_registry(
+            policy,
+            connection,
+            now=now,
+            taken_at=datetime.now(UTC),
+            max_deletes=args.max_deletes,
+            repositories=args.repository,
+        )
+    run.registry = run.registry or plan.registry
+    run.plan = plan
+    summary = plan.summary()
+    log.info(
+        "plan_made",
+        registry=plan.registry,
+        **summary,
+        over_limit=plan.over_limit,
+        max_deletes=plan.max_deletes,
+        duration_s=round(time.perf_counter() - started, 3),
+    )
+    key = plan_key()
+    if args.save_plan:
+        _write_atomically(args.save_plan, iter_plan_json(plan, key=key))
+    rendered = _render(plan, args, key=key)
+    if args.out:
+        _write_atomically(args.out, rendered)
+    else:
+        sys.stdout.writelines(rendered)
+        sys.stdout.flush()
+    if plan.over_limit:
+        sys.stderr.write(
+            f"{PROG}: the plan deletes {plan.delete_count} manifests, more than max_deletes"
+            f" {plan.max_deletes}; apply would refuse it\n"
+        )
+        return EXIT_OVER_LIMIT
+    if args.detailed_exitcode and not plan.is_empty:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def cmd_apply(args: argparse.Namespace, run: Run) -> int:
+    started = datetime.now(UTC)
+    if args.plan:
+        plan = load_plan(args.plan, key=plan_key())
+        connection = _connection(args, fallback=plan.registry)
+        run.registry = connection.target.login_server
+        policy = check_saved_plan(
+            plan,
+            login_server=connection.target.login_server,
+            max_age=args.max_plan_age,
+            now=started,
+            allow_snapshot=args.allow_snapshot_plan,
+        )
+        if args.policy:
+            given = load_policy(args.policy)
+            if given.sha256 != plan.policy_sha256:
+                raise PlanRefusedError(
+                    f"--policy is not the policy the plan was made with (the plan's"
+                    f" {plan.policy_sha256[:12]}, --policy {given.sha256[:12]}); drop --policy to apply"
+                    " the plan as it is, or make a new plan"
+                )
+    else:
+        paths = args.policy or (
+            [os.environ["ACR_RETENTION_POLICY"]] if "ACR_RETENTION_POLICY" in os.environ else []
+        )
+        if not paths:
+            raise UsageError("apply needs --policy (or $ACR_RETENTION_POLICY) or --plan FILE")
+        policy = load_policy(paths)
+        connection = _connection(args, fallback=policy.registry)
+        run.registry = connection.target.login_server
+        plan = plan_from_registry(
+            policy,
+            connection,
+            now=args.now or started,
+            taken_at=started,
+            max_deletes=args.max_deletes,
+            repositories=args.repository,
+        )
+    if args.max_deletes is not None:
+        limits = [x for x in (plan.max_deletes, args.max_deletes) if x is not None]
+        plan = replace(plan, max_deletes=min(limits))
+    if not plan.over_limit:
+        # Over the limit, the whole plan is refused: a filter must not let part of it through.
+        plan = only_repositories(plan, args.repository)
+    run.plan = plan
+    sys.stdout.write(render_text(plan))
+    sys.stdout.flush()
+    if plan.is_empty:
+        return EXIT_OK
+    if not plan.over_limit and not confirm(plan, assume_yes=args.yes, stdin=sys.stdin, stderr=sys.stderr):
+        sys.stderr.write(f"{PROG}: not applied\n")
+        return EXIT_ERROR
+    budgets = Budgets.for_sku(
+        args.sku,
+        deletes=args.max_deletes_per_minute,
+        writes=args.max_writes_per_minute,
+        reads=args.max_reads_per_minute,
+    )
+    execute = partial(
+        run_apply,
+        plan,
+        connection,
+        policy=policy,
+        budgets=budgets,
+        concurrency=args.concurrency,
+        stderr=sys.stderr,
+    )
+    if not args.report:
+        run.applied = execute(report=sys.stdout)
+        return run.applied.exit_code
+    try:
+        with Path(args.report).open("w", encoding="utf-8") as report:
+            run.applied = execute(report=report)
+    except OSError as exc:
+        raise RetentionError(f"cannot write {args.report}: {exc.strerror or exc}") from None
+    return run.applied.exit_code
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    log = logs.get_logger()
+    started = time.perf_counter()
+    connection = _connection(args, fallback=None)
+    taken_at = datetime.now(UTC)
+    count = 0
+
+    def write(handle: IO[str]) -> None:
+        nonlocal count
+        count = snapshot_registry(connection, handle, taken_at=taken_at, repositories=args.repository)
+
+    _write_atomically_with(args.out, write)
+    log.info(
+        "snapshot_written",
+        registry=connection.target.login_server,
+        repositories=count,
+        out=args.out,
+        duration_s=round(time.perf_counter() - started, 3),
+    )
+    return EXIT_OK
+
+
+def _connection(args: argparse.Namespace, *, fallback: str | None) -> Connection:
+    name = args.registry or os.environ.get("ACR_RETENTION_REGISTRY") or fallback
+    if not name:
+        raise UsageError(
+            "no registry: give --registry (or set ACR_RETENTION_REGISTRY, or registry: in the policy)"
+            + (", or --snapshot FILE" if args.command == "plan" else "")
+        )
+    target = RegistryTarget.parse(name)
+    credential = None if args.anonymous else registry.default_credential()
+    return Connection(
+        target=target,
+        credential=credential,
+        audience=args.audience,
+        concurrency=args.concurrency,
+        processes=args.processes,
+    )
+
+
+def _render(plan: Plan, args: argparse.Namespace, *, key: bytes | None) -> Iterable[str]:
+    if args.format == "json":
+        return iter_plan_json(plan, key=key)
+    if args.format == "markdown":
+        return [render_markdown(plan)]
+    stream_is_tty = not args.out and sys.stdout.isatty()
+    color = args.color == "always" or (
+        args.color == "auto" and stream_is_tty and "NO_COLOR" not in os.environ
+    )
+    return [render_text(plan, verbose=args.verbose, color=color)]
+
+
+def _write_atomically(path: str, chunks: Iterable[str]) -> None:
+    """Readers of FILE see the old content or the whole new one, never half a plan."""
+    _write_atomically_with(path, lambda handle: handle.writelines(chunks))
+
+
+def _write_atomically_with(path: str, write: Callable[[IO[str]], None]) -> None:
+    target = Path(path)
+    temporary: Path | None = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
+        ) as handle:
+            temporary = Path(handle.name)
+            write(handle)
+        # NamedTemporaryFile creates 0600; a plan is read by later CI steps, so honour the umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        temporary.chmod(0o666 & ~umask)
+        temporary.replace(target)
+        temporary = None
+    except OSError as exc:
+        raise RetentionError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
