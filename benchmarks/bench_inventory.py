@@ -9,7 +9,7 @@ manifest content verifies) and reads it back three ways:
 
 - snapshot: `retention.pipeline.snapshot_registry`, what `acr-retention
   snapshot --registry` does: everything, tag attributes and the content of
-  untagged OCI manifests included, written to a temporary file.
+  every manifest that can carry a subject included, written to a temporary file.
 - plan: `retention.pipeline.plan_from_registry` with the benchmark policy,
   what `acr-retention plan --registry` does: only what the policy needs.
 - quickstart: the SDK samples' way, a synchronous `ContainerRegistryClient`

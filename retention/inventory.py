@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable
+    from collections.abc import Collection, Iterable
     from datetime import datetime
 
 
@@ -149,11 +149,13 @@ def fingerprint(
     attributes it sets `masked`, so that its own steps, done by an earlier interrupted run, do not
     count as a change; `apply` compares it to skip re-planning a repository nobody else touched.
     """
-    hasher = hashlib.sha256()
+    # Which items have masked attributes: most have none, and their flags take the fast path.
+    touched = {(digest, tag) for digest, tag, _ in masked}
+    lines: list[str] = []
     for manifest in sorted(repository.manifests, key=lambda m: m.digest):
-        if manifest.digest in excluding:
-            continue
         digest = manifest.digest
+        if digest in excluding:
+            continue
         parts = [
             digest,
             manifest.media_type or "",
@@ -162,20 +164,28 @@ def fingerprint(
             str(manifest.size_bytes),
             manifest.architecture or "",
             manifest.os or "",
-            _flags(manifest.value, digest, None, masked),
+            _flags(manifest, digest, None, masked) if (digest, None) in touched else _plain_flags(manifest),
         ]
         for tag in sorted(manifest.tags, key=lambda t: t.name):
             parts += [tag.name, _moment(tag.created_at), _moment(tag.updated_at)]
-            parts.append(_flags(tag.value, digest, tag.name, masked))
+            parts.append(
+                _flags(tag, digest, tag.name, masked) if (digest, tag.name) in touched else _plain_flags(tag)
+            )
         # NUL never occurs in digests, tags or media types: the fields cannot run into each other.
-        hasher.update("\0".join(parts).encode())
-        hasher.update(b"\n")
-    return hasher.hexdigest()
+        lines.append("\0".join(parts))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _moment(value: datetime | None) -> str:
     return "" if value is None else value.isoformat()
 
 
-def _flags(value: Callable[[Property], bool], digest: str, tag: str | None, masked: Masked) -> str:
-    return "".join("*" if (digest, tag, prop) in masked else "1" if value(prop) else "0" for prop in Property)
+def _plain_flags(item: Manifest | Tag) -> str:
+    # Property's order: write, delete, read, list.
+    return f"{item.can_write:d}{item.can_delete:d}{item.can_read:d}{item.can_list:d}"
+
+
+def _flags(item: Manifest | Tag, digest: str, tag: str | None, masked: Masked) -> str:
+    return "".join(
+        "*" if (digest, tag, prop) in masked else "1" if item.value(prop) else "0" for prop in Property
+    )

@@ -39,7 +39,7 @@ def plan_from_snapshot(
     # built here hold no reference cycles.
     gc.disable()
     try:
-        plan = make_plan(policy, reader.repositories(), now=now, max_deletes=max_deletes)
+        plan = make_plan(policy, reader.repositories(), now=now, max_deletes=max_deletes, fingerprints=False)
     finally:
         gc.enable()
     # The snapshot names the registry it was taken from; the policy's `registry:` is the fallback.

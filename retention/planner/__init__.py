@@ -70,8 +70,14 @@ def make_plan(
     registry: str | None = None,
     max_deletes: int | None = None,
     taken_at: datetime | None = None,
+    fingerprints: bool = True,
 ) -> Plan:
     """Plan every repository. `max_deletes` (the command line's) and the policy's: the smaller wins.
+
+    With `fingerprints`, each repository's summary records the fingerprint of what the plan
+    leaves standing there (`plan.standing_fingerprint`), which lets `apply` skip planning an
+    unchanged repository again; a plan of a snapshot, which cannot vouch for the registry, goes
+    without (about a tenth of the planning time).
 
     Raises PlanningError when lock rules conflict; the message lists every conflict.
     """
@@ -89,7 +95,7 @@ def make_plan(
     summaries: list[RepositorySummary] = []
     conflicts: list[str] = []
     for repository in repositories:
-        planned = _plan_repository(policy, checks, repository, conflicts)
+        planned = _plan_repository(policy, checks, repository, conflicts, fingerprints=fingerprints)
         actions.extend(planned.actions)
         kept.extend(planned.kept)
         untouched.extend(planned.untouched)
@@ -118,7 +124,12 @@ def make_plan(
 
 
 def _plan_repository(
-    policy: Policy, all_checks: list[RuleCheck], repository: Repository, conflicts: list[str]
+    policy: Policy,
+    all_checks: list[RuleCheck],
+    repository: Repository,
+    conflicts: list[str],
+    *,
+    fingerprints: bool,
 ) -> _RepositoryPlan:
     name = repository.name
     checks = [c for c in all_checks if c.rule.matches_repository(name)]
@@ -200,7 +211,7 @@ def _plan_repository(
             )
         )
 
-    survivors = standing_fingerprint(repository, actions)
+    survivors = standing_fingerprint(repository, actions) if fingerprints else None
 
     kept: list[Kept] = []
     untouched: list[Kept] = []
@@ -236,6 +247,8 @@ _BLOCKING = (Property.WRITE_ENABLED, Property.DELETE_ENABLED)
 
 def _blocking(manifest: Manifest) -> tuple[tuple[str | None, Property], ...]:
     """The attributes that block deleting this manifest, on it (tag None) and on its tags."""
+    if not manifest.locked:
+        return ()
     found: list[tuple[str | None, Property]] = [(None, p) for p in _BLOCKING if not manifest.value(p)]
     for tag in manifest.tags:
         found += [(tag.name, p) for p in _BLOCKING if not tag.value(p)]

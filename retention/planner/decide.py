@@ -155,7 +155,6 @@ def kept_reasons(
         if digest in deleted:
             continue
         decision = decisions.get(digest)
-        gone_parents = [p for p in sorted(node.parents) if p in deleted]
         if decision in (Decision.KEEP, Decision.LOCKED):
             kept[digest] = []
             frontier.append(digest)
@@ -166,9 +165,10 @@ def kept_reasons(
                 why = ["locked", *(f"saved-from:cascade from {p}" for p in spared[digest])]
             kept[digest] = pins.reasons(node, why)
             frontier.append(digest)
-        elif digest in pins.pinned and node.is_dependent and len(gone_parents) == len(node.parents):
+        elif digest in pins.pinned and node.is_dependent and all(p in deleted for p in node.parents):
             # A dependent the cascade would have taken, had a pin not held it.
-            kept[digest] = pins.reasons(node, [f"saved-from:cascade from {p}" for p in gone_parents])
+            gone = sorted(node.parents)
+            kept[digest] = pins.reasons(node, [f"saved-from:cascade from {p}" for p in gone])
             frontier.append(digest)
     while frontier:
         parent = frontier.pop()

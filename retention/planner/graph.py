@@ -78,17 +78,22 @@ def on_cycles(nodes: dict[str, Node]) -> set[str]:
     (policy.md §4). Tarjan's algorithm, iterative: a repository can hold a long chain.
     """
     found = {d for d, n in nodes.items() if n.self_referencing}
+    # A manifest on a longer cycle has both a parent and a dependent on it; in real registries
+    # only nested indexes and signed attachments do, so the search below sees a handful.
+    candidates = {d for d, n in nodes.items() if n.dependents and n.parents}
+    if not candidates:
+        return found
 
     def edges(digest: str) -> list[str]:
         node = nodes[digest]
-        return [*node.index_parents, *node.subjects]
+        return [p for p in (*node.index_parents, *node.subjects) if p in candidates]
 
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
     on_stack: set[str] = set()
     counter = 0
-    for root in nodes:
+    for root in sorted(candidates):
         if root in index:
             continue
         work: list[tuple[str, int]] = [(root, 0)]
