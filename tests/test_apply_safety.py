@@ -86,24 +86,14 @@ def records(text: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+def plan_args(emulator: Emulator, policy: Path, *extra: str) -> list[str]:
+    return ["plan", "--policy", str(policy), "--registry", emulator.endpoint, "--now", LATER, *extra]
+
+
 def plan_json(
     emulator: Emulator, policy: Path, capsys: pytest.CaptureFixture[str], *extra: str
 ) -> tuple[int, dict[str, Any]]:
-    code, out, err = run_cli(
-        [
-            "plan",
-            "--policy",
-            str(policy),
-            "--registry",
-            emulator.endpoint,
-            "--now",
-            LATER,
-            "--format",
-            "json",
-            *extra,
-        ],
-        capsys,
-    )
+    code, out, err = run_cli(plan_args(emulator, policy, "--format", "json", *extra), capsys)
     assert code in (0, 3), err
     return code, json.loads(out)
 
@@ -111,20 +101,7 @@ def plan_json(
 def save_plan(emulator: Emulator, policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     saved = tmp_path / "plan.json"
     code, _, err = run_cli(
-        [
-            "plan",
-            "--policy",
-            str(policy),
-            "--registry",
-            emulator.endpoint,
-            "--now",
-            LATER,
-            "--save-plan",
-            str(saved),
-            "--out",
-            os.devnull,
-        ],
-        capsys,
+        plan_args(emulator, policy, "--save-plan", str(saved), "--out", os.devnull), capsys
     )
     assert code == 0, err
     return saved
