@@ -1,13 +1,25 @@
-"""Pure value grammar of policies: repository globs and durations.
+"""Pure value grammar of policies: tag patterns, repository globs and durations.
 
-Tag patterns are plain Python regular expressions matched with `fullmatch`,
-so they need no helper here.
+Tag patterns are RE2 regular expressions (policy.md §1), matched whole, and
+repository globs are translated into RE2 too: RE2 matches in time linear in
+the text's length, so neither a tag someone pushes nor a glob in a pull
+request can stall a run (Python's `re` backtracks: `(a+)+$` against a
+41-character tag runs for hours).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+# google-re2: Google's own bindings of RE2, the engine of Go's `regexp` (which `acr purge` filters
+# use). It ships no type information.
+import re2  # type: ignore[import-untyped]
+from re2 import _re2
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # policy.md §1: anything over 100 years is an error (a peer tool once overflowed a huge age into
 # "delete everything"); 100 Julian years, so the bound does not depend on where leap days fall.
@@ -87,10 +99,9 @@ def glob_to_regex(pattern: str) -> str:
             out.append("/")
         out.append(_segment_to_regex(segment, pattern, start))
     regex = "".join(out)
-    try:
-        re.compile(regex)
-    except (re.error, OverflowError, RecursionError) as exc:  # a class such as [z-a]
-        raise GrammarError(f"{pattern!r} is not a valid glob: {getattr(exc, 'msg', exc)}") from None
+    compiled = _re2.RE2(regex.encode(), _CHECKING)
+    if not compiled.ok():  # a class such as [z-a]
+        raise GrammarError(f"{pattern!r} is not a valid glob: {_text(compiled.error())}")
     return regex
 
 
@@ -124,8 +135,71 @@ def _segment_to_regex(segment: str, pattern: str, start: int) -> str:
     return "".join(out)
 
 
-def compile_globs(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One regex matching any of the globs (None for an empty list, which matches nothing)."""
+def compile_globs(patterns: tuple[str, ...]) -> FullMatcher | None:
+    """One matcher of any of the globs (None for an empty list, which matches nothing)."""
     if not patterns:
         return None
-    return re.compile("|".join(f"(?:{glob_to_regex(p)})" for p in patterns))
+    return FullMatcher(tuple(glob_to_regex(p) for p in patterns))
+
+
+def _options(*, capture: bool) -> Any:
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print its own copy of every error to stderr
+    options.never_capture = not capture  # a match only answers yes or no: groups cost time
+    return options
+
+
+_MATCHING = _options(capture=False)
+_CHECKING = _options(capture=True)
+_BOTH_ENDS = _re2.RE2.Anchor.ANCHOR_BOTH
+_NO_MATCH = (-1, -1)
+# What RE2 says about a construct it leaves out on purpose, and what to write for Python or PCRE users.
+_RE2_HINTS = (
+    (re.compile(r"invalid escape sequence: \\[1-9]"), "RE2 has no backreferences"),
+    (re.compile(r"invalid perl operator: \(\?<?[=!]"), "RE2 has no lookahead or lookbehind"),
+    (re.compile(r"invalid perl operator: \(\?>"), "RE2 has no atomic groups"),
+    (re.compile(r"bad repetition operator: [*+?]\+"), "RE2 has no possessive quantifiers"),
+)
+
+
+class FullMatcher:
+    """Whether a text fully matches any of a few RE2 patterns, in time linear in its length.
+
+    The patterns are compiled into one alternation and matched through RE2's own interface, with
+    no groups captured: google-re2's Python layer builds match objects and offsets, which made
+    matching 4 times slower (2.4 against 0.6 microseconds per tag), and a plan matches millions.
+    """
+
+    __slots__ = ("_patterns", "_regexp")
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self._patterns = tuple(patterns)
+        joined = "|".join(f"(?:{p})" for p in self._patterns)
+        self._regexp = _re2.RE2(joined.encode(), _MATCHING)
+        if not self._regexp.ok():
+            # The loader has checked every pattern (`regex_problem`); this is a bug, not input.
+            raise GrammarError(f"not a valid RE2 regular expression: {_text(self._regexp.error())}")
+
+    def fullmatch(self, text: str) -> bool:
+        data = text.encode()
+        return bool(self._regexp.Match(_BOTH_ENDS, data, 0, len(data))[0] != _NO_MATCH)
+
+    def __reduce__(self) -> tuple[type[FullMatcher], tuple[tuple[str, ...]]]:
+        # Policies travel to reader processes by pickle; RE2's compiled form does not.
+        return (FullMatcher, (self._patterns,))
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why `pattern` is not an RE2 regular expression a tag pattern can be, or None."""
+    compiled = _re2.RE2(pattern.encode(), _CHECKING)
+    if compiled.ok():
+        return None
+    reason = _text(compiled.error())
+    hint = next((advice for found, advice in _RE2_HINTS if found.search(reason)), None)
+    return f"{_quoted(pattern)} is not a valid RE2 regular expression: {reason}" + (
+        f" ({hint})" if hint else ""
+    )
+
+
+def _text(message: Any) -> str:
+    return message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)

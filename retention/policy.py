@@ -6,13 +6,12 @@ types. Defaults live here (the JSON Schema repeats them for documentation).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from retention.inventory import Property
-from retention.matchers import compile_globs
+from retention.matchers import FullMatcher, compile_globs
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -60,16 +59,16 @@ class Rule:
     set_properties: tuple[tuple[Property, bool], ...] = ()  # lock rules: the `set` mapping, in file order
     location: SourceLocation | None = None
 
-    _include: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
-    _exclude: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
-    _tag_patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+    _include: FullMatcher | None = field(init=False, repr=False, compare=False)
+    _exclude: FullMatcher | None = field(init=False, repr=False, compare=False)
+    _tag_matcher: FullMatcher | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Compiled once here so the planner's inner loop never compiles; the loader has already
         # checked that every pattern compiles, so an error here is a bug, not user input.
         object.__setattr__(self, "_include", compile_globs(self.repositories))
         object.__setattr__(self, "_exclude", compile_globs(self.exclude_repositories))
-        object.__setattr__(self, "_tag_patterns", tuple(re.compile(t) for t in self.tags or ()))
+        object.__setattr__(self, "_tag_matcher", FullMatcher(self.tags) if self.tags else None)
 
     @property
     def effective_tag_state(self) -> TagState:
@@ -97,7 +96,7 @@ class Rule:
         """Whether one tag fully matches one of the rule's patterns (a rule without `tags` matches any)."""
         if self.tags is None:
             return True
-        return any(pattern.fullmatch(tag) for pattern in self._tag_patterns)
+        return self._tag_matcher is not None and self._tag_matcher.fullmatch(tag)
 
     @property
     def reason(self) -> str:

@@ -6,7 +6,7 @@ Checking runs in three passes, and every pass reports every problem it finds
 1. YAML (`retention.yamlsource`): syntax, encoding, duplicate keys, alias bombs.
 2. Shape: the package's JSON Schema (`schema/policy.schema.json`, the single
    source of the policy's shape), with messages rewritten for policy authors.
-3. Meaning: what the schema cannot say. Regexes compile, globs translate,
+3. Meaning: what the schema cannot say. Tag patterns are RE2, globs translate,
    durations are at most 100 years, rule names are unique, and the
    action-specific keys are where they belong (`newest` on keep rules, `set`
    on lock rules and required there).
@@ -46,7 +46,7 @@ import jsonschema
 
 from retention.errors import PolicyError, Problem
 from retention.inventory import Property
-from retention.matchers import GrammarError, compile_globs, parse_duration
+from retention.matchers import GrammarError, compile_globs, parse_duration, regex_problem
 from retention.policy import OrderBy, Policy, Rule, RuleAction, Settings, SourceLocation, TagState
 from retention.yamlsource import JsonPath, LocationIndex, json_path, load_yaml
 
@@ -348,7 +348,7 @@ def _rule_problems(file: _File, path: JsonPath, rule: dict[str, Any]) -> Iterato
         if not _NAME.fullmatch(name):
             yield file.problem(name_path, f"{_show(name)} is not a valid rule name: {_NAME_RULES}")
     for tag_path, pattern in unreported("tags"):
-        message = _regex_problem(pattern)
+        message = regex_problem(pattern)
         if message:
             yield file.problem(tag_path, message)
     for key in ("repositories", "exclude_repositories"):
@@ -391,15 +391,6 @@ def _rule_problems(file: _File, path: JsonPath, rule: dict[str, Any]) -> Iterato
         )
     if "set" not in rule and action == RuleAction.LOCK:
         yield file.problem(path, "a lock rule needs set: the properties it changes")
-
-
-def _regex_problem(pattern: str) -> str | None:
-    try:
-        re.compile(pattern)
-    except (re.error, OverflowError, RecursionError) as error:
-        # Overflow: a repeat count beyond the engine's limit; recursion: thousands of nested groups.
-        return f"{_show(pattern)} is not a valid regular expression: {error}"
-    return None
 
 
 def _glob_problem(glob: str) -> str | None:
