@@ -1,4 +1,5 @@
-"""Shared fixtures: the ACR emulator, one HTTPS server per session and a clean registry per test."""
+"""Shared fixtures: the ACR emulator, one HTTPS server per session and a clean registry per test; and
+the line at the end of a local run that names the system tools whose absence skipped tests."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pytest
 from retention import registry
 from retention.cli import main
 from tests.emulator import AsyncFakeCredential, Emulator
+from tests.tools import missing_tools, summary_line
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +45,18 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     code = main(argv)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Generator[None]:
+    """After the short test summary: one line naming the tools (tests/tools.py) whose absence
+    skipped tests, and how to install them."""
+    yield
+    reasons = [
+        report.longrepr[2]
+        for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report.longrepr, tuple)
+    ]
+    missing = missing_tools(reasons)
+    if missing:
+        terminalreporter.write_line(summary_line(missing), yellow=True, bold=True)

@@ -2,16 +2,14 @@
 is chosen, "restricted" Pod Security, workload identity wired up with a pinned credential chain, and the
 policy ConfigMap mounted where the command reads it.
 
-Rendering needs kubectl (kustomize is built in). Without it these tests skip, except under CI
-(`CI` set), where a missing kubectl is a failure: .ci/run checks for it first.
+Rendering needs kubectl (kustomize is built in). Without it these tests skip, except under CI, where a
+missing kubectl is a failure (tests/tools.py): .ci/run checks for it first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -24,6 +22,7 @@ import yaml
 from retention import registry
 from retention.cli import build_parser, main
 from retention.errors import EXIT_ERROR, EXIT_OK, EXIT_OVER_LIMIT, EXIT_USAGE
+from tests.tools import require_tool
 
 if TYPE_CHECKING:
     import argparse
@@ -58,12 +57,7 @@ Doc = dict[str, Any]
 
 @cache
 def _render(path: Path) -> str:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        message = "kubectl is not installed, so deploy/ cannot be rendered (kubectl kustomize)"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    kubectl = require_tool("kubectl")
     return subprocess.run(
         [kubectl, "kustomize", str(path)], check=True, capture_output=True, text=True
     ).stdout

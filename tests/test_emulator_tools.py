@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -17,10 +16,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 from retention.inventory import Manifest, Repository, Tag
 from tests.emulator.rawhttp import RawClient
+from tests.tools import require_tool
 
 if TYPE_CHECKING:
     from tests.emulator import Emulator
@@ -174,12 +172,10 @@ def write_oci_layout(layout: Path, tag: str) -> str:
     return manifest_digest
 
 
-@pytest.mark.skipif(
-    shutil.which("skopeo") is None, reason="skopeo is not installed (apt-get install -y skopeo)"
-)
 def test_skopeo_pushes_and_inspects_an_image(emulator: Emulator, tmp_path: Path) -> None:
     """skopeo: GET /v2/ -> 401, Docker's GET /oauth2/token with Basic credentials, blob HEAD,
     chunked upload, manifest PUT; then inspect reads the manifest and the config back."""
+    skopeo = require_tool("skopeo")
     emulator.add_basic_user("admin", "s3cret", roles={"pull", "push", "metadata_read"})
     pushed = write_oci_layout(tmp_path / "layout", "v1")
     policy = tmp_path / "policy.json"
@@ -188,7 +184,7 @@ def test_skopeo_pushes_and_inspects_an_image(emulator: Emulator, tmp_path: Path)
     env = {**os.environ, "HOME": str(tmp_path)}
     copy = subprocess.run(
         [
-            "skopeo", "--policy", str(policy), "copy",
+            skopeo, "--policy", str(policy), "copy",
             "--dest-cert-dir", emulator.cert_dir, "--dest-creds", "admin:s3cret",
             f"oci:{tmp_path / 'layout'}:v1", target,
         ],
@@ -196,7 +192,7 @@ def test_skopeo_pushes_and_inspects_an_image(emulator: Emulator, tmp_path: Path)
     )  # fmt: skip
     assert copy.returncode == 0, copy.stderr
     inspect = subprocess.run(
-        ["skopeo", "inspect", "--cert-dir", emulator.cert_dir, "--creds", "admin:s3cret", target],
+        [skopeo, "inspect", "--cert-dir", emulator.cert_dir, "--creds", "admin:s3cret", target],
         capture_output=True, text=True, timeout=120, env=env, check=False,
     )  # fmt: skip
     assert inspect.returncode == 0, inspect.stderr

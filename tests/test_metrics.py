@@ -1,4 +1,5 @@
-"""Run metrics pushed to a real Prometheus Pushgateway (the Debian package's binary, on loopback).
+"""Run metrics pushed to a real Prometheus Pushgateway (the Debian package's binary, on loopback;
+tests/tools.py finds it).
 
 What is pushed is read back from the gateway's own API: exact values, the grouping key as the
 gateway understood it, and the last-success timestamp surviving failed runs.
@@ -13,7 +14,6 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -24,13 +24,14 @@ from retention.metrics import PushError, Pushgateway, RunMetrics, exposition, pu
 from retention.plan import DeleteManifest
 from tests.conftest import run_cli
 from tests.test_apply import EXAMPLE, POLICY, apply_args, apply_until_sigterm, offline_plan, records
+from tests.tools import require_tool
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
     from tests.emulator import Emulator
 
-BINARY = Path("/usr/bin/prometheus-pushgateway")
 NOW = "2026-11-26T00:00:00Z"
 PLAN_ARGS = ["plan", "--policy", POLICY, "--snapshot", EXAMPLE, "--now", NOW]
 # The example snapshot under the combined policy (README quick start): 48 deletes, 4 manifest and
@@ -92,13 +93,9 @@ def free_port() -> int:
 
 @contextmanager
 def running_gateway(workdir: Path, *, users: dict[str, str] | None = None) -> Iterator[Gateway]:
-    """Starts the Pushgateway binary on a free loopback port, in memory only; stops it after."""
-    if not BINARY.is_file():
-        pytest.fail(
-            f"{BINARY} not found: the metrics tests need a real Pushgateway; install the Debian package"
-            " prometheus-pushgateway (apt-get install -y prometheus-pushgateway)",
-            pytrace=False,
-        )
+    """Starts the Pushgateway binary on a free loopback port, in memory only; stops it after. Without
+    the binary the test skips (fails under CI), as tests/tools.py says."""
+    binary = require_tool("prometheus-pushgateway")
     extra = []
     auth = None
     if users:
@@ -111,7 +108,7 @@ def running_gateway(workdir: Path, *, users: dict[str, str] | None = None) -> It
         with log.open("w") as out:
             process = subprocess.Popen(
                 [
-                    str(BINARY),
+                    binary,
                     f"--web.listen-address=127.0.0.1:{port}",
                     "--persistence.file=",  # in memory: the package's default file is the system's
                     "--web.enable-admin-api",  # for the wipe between tests
