@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from retention.apply import ApplyResult
+from retention.redact import redact, redact_url
 
 if TYPE_CHECKING:
     from retention.plan import Plan
@@ -71,7 +72,7 @@ _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 class PushError(Exception):
-    """The Pushgateway could not be reached or refused the push; the message is one line."""
+    """The Pushgateway could not be reached or refused the push; the message is one line, redacted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,8 @@ def _number(value: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Pushgateway:
-    """Where to push: the gateway's base URL (any path prefix kept), the job name, optional basic auth."""
+    """Where to push: the gateway's base URL (any path prefix kept, credentials taken out: it is what
+    logs show), the job name, optional basic auth."""
 
     url: str
     job: str = DEFAULT_JOB
@@ -184,10 +186,13 @@ class Pushgateway:
             port = url.port  # raises for a port that is not a number
         except ValueError:
             port = -1
+        # The text may carry a password (user:password@): it is echoed only redacted.
         if port == -1 or url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError(f"{text!r} is not an http:// or https:// URL such as http://pushgateway:9091")
+            raise ValueError(
+                f"{redact_url(text)!r} is not an http:// or https:// URL such as http://pushgateway:9091"
+            )
         if url.query or url.fragment:
-            raise ValueError(f"{text!r}: a Pushgateway URL takes no query or fragment")
+            raise ValueError(f"{redact_url(text)!r}: a Pushgateway URL takes no query or fragment")
         host = url.hostname if ":" not in url.hostname else f"[{url.hostname}]"
         netloc = host if port is None else f"{host}:{port}"
         return cls(
@@ -238,13 +243,14 @@ def push(gateway: Pushgateway, metrics: RunMetrics, *, timeout: float | None = N
     except urllib.error.HTTPError as exc:
         with exc:
             body = exc.read().decode("utf-8", "replace").strip().splitlines()
-        raise PushError(f"HTTP {exc.code} {exc.reason}" + (f": {body[0][:200]}" if body else "")) from None
+        detail = f": {body[0][:200]}" if body else ""
+        raise PushError(redact(f"HTTP {exc.code} {exc.reason}{detail}")) from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
             raise PushError(f"no answer within {limit:g} s") from None
-        raise PushError(str(exc.reason)) from None
+        raise PushError(redact(str(exc.reason))) from None
     except TimeoutError:
         raise PushError(f"no answer within {limit:g} s") from None
     except (OSError, http.client.HTTPException) as exc:
-        raise PushError(str(exc) or type(exc).__name__) from None
+        raise PushError(redact(str(exc)) or type(exc).__name__) from None
     return url

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -30,8 +31,9 @@ from retention.errors import (
     UsageError,
 )
 from retention.metrics import PushError, Pushgateway, RunMetrics, push
+from retention.planfile import PLAN_KEY_VARIABLE
 from retention.policyload import format_report
-from retention.registry import RegistryTarget
+from retention.registry import ACCESS_TOKEN_VARIABLE, RegistryTarget
 
 if TYPE_CHECKING:
     import argparse
@@ -42,7 +44,7 @@ __all__ = ["build_parser", "main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(args.log_format, args.log_level)
+    logs.configure(args.log_format, args.log_level, secrets=_known_secrets(args))
     run = Run(started=time.monotonic())
     code = _dispatch(args, run)
     if run.gateway is not None:
@@ -63,10 +65,11 @@ def _dispatch(args: argparse.Namespace, run: Run) -> int:
         sys.stderr.write(format_report(list(exc.problems)))
         return exc.exit_code
     except UsageError as exc:
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        sys.stderr.write(f"{PROG}: error: {logs.scrub(str(exc))}\n")
         return EXIT_USAGE
     except RetentionError as exc:
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        # Registry and credential errors quote what the SDK and the registry said: redacted.
+        sys.stderr.write(f"{PROG}: error: {logs.scrub(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
@@ -123,6 +126,23 @@ def _push_metrics(args: argparse.Namespace, run: Run, code: int, gateway: Pushga
         return
     if not quiet:
         log.warning("metrics_push_failed", pushgateway=gateway.url, error=error)
+
+
+def _known_secrets(args: argparse.Namespace) -> list[str]:
+    """Credentials this run was handed, masked wherever they would show, whatever their shape."""
+    names = (
+        ACCESS_TOKEN_VARIABLE,
+        PLAN_KEY_VARIABLE,
+        "AZURE_CLIENT_SECRET",
+        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+        "AZURE_PASSWORD",
+    )
+    found = [os.environ.get(name, "") for name in names]
+    for url in (getattr(args, "pushgateway", None), os.environ.get(PUSHGATEWAY_VARIABLE)):
+        if url and url.strip():
+            with contextlib.suppress(ValueError):  # a malformed URL is echoed redacted anyway
+                found.append(Pushgateway.parse(url).password or "")
+    return [value for value in found if value]
 
 
 def _registry_named(args: argparse.Namespace) -> str | None:

@@ -12,6 +12,7 @@ from retention.matchers import GrammarError, parse_duration
 from retention.metrics import DEFAULT_JOB, Pushgateway
 from retention.planfile import PLAN_KEY_VARIABLE
 from retention.ratelimit import SKU_LIMITS
+from retention.redact import redact
 from retention.registry import DEFAULT_AUDIENCE
 from retention.timefmt import parse_time
 
@@ -24,11 +25,12 @@ PUSHGATEWAY_JOB_VARIABLE = "ACR_RETENTION_PUSHGATEWAY_JOB"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors name the program the way our other errors do (exit 2)."""
+    """argparse, but usage errors name the program the way our other errors do (exit 2), and
+    never echo a credential from the command line (a mistyped option's `user:password@` URL)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        self.exit(2, f"{PROG}: error: {message}\n")
+        self.exit(2, f"{PROG}: error: {redact(message)}\n")
 
 
 def _rfc3339(text: str) -> datetime:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -32,7 +34,7 @@ from retention.render import render_markdown, render_text
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
     from typing import IO
 
     from retention.apply import ApplyResult
@@ -156,6 +158,8 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
     sys.stdout.write(render_text(plan))
     sys.stdout.flush()
     if plan.is_empty:
+        if args.report:  # an empty report, not the last run's: nothing was to be done
+            _write_atomically(args.report, [])
         return EXIT_OK
     if not plan.over_limit and not confirm(plan, assume_yes=args.yes, stdin=sys.stdin, stderr=sys.stderr):
         sys.stderr.write(f"{PROG}: not applied\n")
@@ -179,7 +183,7 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
         run.applied = execute(report=sys.stdout)
         return run.applied.exit_code
     try:
-        with Path(args.report).open("w", encoding="utf-8") as report:
+        with _report_file(args.report) as report:
             run.applied = execute(report=report)
     except OSError as exc:
         raise RetentionError(f"cannot write {args.report}: {exc.strerror or exc}") from None
@@ -247,15 +251,13 @@ def _write_atomically_with(path: str, write: Callable[[IO[str]], None]) -> None:
     target = Path(path)
     temporary: Path | None = None
     try:
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
-        ) as handle:
+        if _written_in_place(target):
+            with target.open("a", encoding="utf-8") as handle:
+                write(handle)
+            return
+        with _fresh_file(target) as handle:
             temporary = Path(handle.name)
             write(handle)
-        # NamedTemporaryFile creates 0600; a plan is read by later CI steps, so honour the umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        temporary.chmod(0o666 & ~umask)
         temporary.replace(target)
         temporary = None
     except OSError as exc:
@@ -263,3 +265,60 @@ def _write_atomically_with(path: str, write: Callable[[IO[str]], None]) -> None:
     finally:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _report_file(path: str) -> Iterator[IO[str]]:
+    """`--report FILE`, written line by line as actions finish, so FILE itself is where a run's
+    report is, whole or, after a kill, as far as it got.
+
+    A new file, made under a temporary name beside FILE, is renamed onto FILE before the first
+    line: a symlink at FILE is replaced, never followed, and an old report is swapped out in one
+    step, never truncated (a hard link to it keeps it whole). Raises OSError.
+    """
+    target = Path(path)
+    if _written_in_place(target):
+        with target.open("a", encoding="utf-8") as handle:
+            yield handle
+        return
+    with _fresh_file(target) as handle:
+        try:
+            Path(handle.name).replace(target)
+        except OSError:
+            Path(handle.name).unlink(missing_ok=True)
+            raise
+        yield handle
+
+
+def _fresh_file(target: Path) -> IO[str]:
+    """A new, empty file beside `target` (same directory, so a rename onto it is atomic), named
+    `.<name>.<random>`, created exclusively (O_EXCL: no symlink or file of anyone else's is
+    opened), with the permissions the umask gives new files. Raises OSError."""
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the callers close it
+        "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
+    )
+    # NamedTemporaryFile creates 0600; plans and reports are read by later CI steps: honour the umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.fchmod(handle.fileno(), 0o666 & ~umask)
+    except OSError:
+        handle.close()
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return handle
+
+
+def _written_in_place(target: Path) -> bool:
+    """Whether FILE is written where it is instead of replaced: a device, FIFO or socket
+    (/dev/null, a named pipe), or one of this process's open files under another name (/dev/stdout,
+    /dev/fd/3, /proc/self/fd/1, bash's >(…)). Replacing those would put a regular file where a
+    device node or the process's own stdout link was (as root, in /dev)."""
+    try:
+        if not stat.S_ISREG(target.stat().st_mode):
+            return True  # a directory too: opening it then says "Is a directory"
+    except OSError:
+        return False  # nothing there yet, or a dangling symlink: a new file
+    if str(target.parent.resolve()).startswith("/proc/"):
+        return True
+    return target.is_symlink() and str(target.readlink()).startswith(("/proc/", "/dev/fd/"))

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Literal, Self, cast
 from urllib.parse import unquote, urlsplit
 
 import structlog
@@ -32,6 +34,8 @@ from azure.core.exceptions import (
 from azure.core.pipeline.policies import AsyncHTTPPolicy, AsyncRetryPolicy
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import HttpRequest
+
+from retention.redact import redact
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -56,6 +60,38 @@ def _jwt_expiry(token: str) -> float | None:
         return None
     exp = payload.get("exp") if isinstance(payload, dict) else None
     return float(exp) if isinstance(exp, int | float) else None
+
+
+# ACR's answer at /oauth2/exchange to an Entra token for another audience (recorded, set_audience):
+# 401 UNAUTHORIZED `token invalid audience: the received access token has been obtained for wrong
+# audience or resource "<aud>". It should exactly match with one of the allowed audiences …`.
+_INVALID_AUDIENCE = re.compile(r"invalid audience", re.IGNORECASE)
+_RECEIVED_AUDIENCE = re.compile(r"wrong audience or resource\s+\\?\"(?P<audience>[^\"\\]*)")
+
+
+class WrongAudienceError(ClientAuthenticationError):
+    """The registry refused the Entra token at `/oauth2/exchange`: it was issued for another
+    audience. `received` is the token's audience as the registry names it ("" when it does not)."""
+
+    def __init__(self, message: str, received: str) -> None:
+        super().__init__(message=message)
+        self.received = received
+
+
+def wrong_audience(exc: BaseException) -> str | Literal[False]:
+    """False unless `exc` is the registry refusing a token for another audience; then the audience
+    it says the token has, or "" when it does not say."""
+    if isinstance(exc, WrongAudienceError):
+        return exc.received
+    text = str(exc)
+    response = getattr(exc, "response", None)
+    if response is not None:
+        with contextlib.suppress(Exception):  # a body not read yet, or not text
+            text += "\n" + str(response.text())
+    if not _INVALID_AUDIENCE.search(text):
+        return False
+    found = _RECEIVED_AUDIENCE.search(text)
+    return found["audience"] if found else ""
 
 
 def scope_for(method: str, url: str) -> str:
@@ -188,9 +224,11 @@ class TokenCache(AsyncHTTPPolicy):  # type: ignore[type-arg]
                 return cached.value
             try:
                 token = await self._fetch(wildcard)
+            except WrongAudienceError:
+                raise  # no scope can help: every request would be refused the same way
             except (HttpResponseError, ServiceRequestError) as exc:
                 # Not fatal: the SDK's challenge handling behind this policy still works.
-                log.debug("wildcard_token_refused", scope=wildcard, error=str(exc).splitlines()[0])
+                log.debug("wildcard_token_refused", scope=wildcard, error=redact(str(exc).splitlines()[0]))
                 self._no_wildcard.add(wildcard)
                 return None
             self._tokens[wildcard] = token
@@ -239,10 +277,23 @@ class TokenCache(AsyncHTTPPolicy):  # type: ignore[type-arg]
         response = await self.client._client.send_request(request)  # noqa: SLF001 - the generated client's public send
         if response.status_code != 200:  # noqa: PLR2004
             await response.read()
+            if path == "/oauth2/exchange" and response.status_code == 401:  # noqa: PLR2004
+                refused = wrong_audience(HttpResponseError(response=response))
+                if refused is not False:
+                    raise WrongAudienceError(redact(_error_message(response.text())), refused)
             raise HttpResponseError(response=response)
         await response.read()
         body = response.json()
         return body if isinstance(body, dict) else {}
+
+
+def _error_message(body: str) -> str:
+    """The first `errors[].message` of an ACR error body, else the body's first line."""
+    with contextlib.suppress(ValueError, TypeError, KeyError, IndexError):
+        message = json.loads(body)["errors"][0]["message"]
+        if isinstance(message, str):
+            return message
+    return (body.strip().splitlines() or [""])[0][:300]
 
 
 class JitteredRetryPolicy(AsyncRetryPolicy):  # type: ignore[type-arg]

@@ -15,6 +15,8 @@ from azure.core.exceptions import (
 )
 
 from retention.errors import RetentionError
+from retention.redact import redact, redact_url
+from retention.registry.auth import ACCESS_TOKEN_VARIABLE, StaticTokenCredential, wrong_audience
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -40,11 +42,16 @@ class RegistryTarget:
     def parse(cls, text: str) -> RegistryTarget:
         """`myreg.azurecr.io`, `https://myreg.azurecr.io` or `https://127.0.0.1:8443`."""
         value = text.strip()
-        url = urlsplit(value if "://" in value else f"https://{value}")
+        shown = repr(redact_url(text))  # `https://user:password@…` is refused, and not echoed whole
+        invalid = f"registry {shown} is not a login server such as myregistry.azurecr.io"
+        try:
+            url = urlsplit(value if "://" in value else f"https://{value}")
+        except ValueError:  # an unbalanced `[`
+            raise RegistryError(invalid) from None
         if url.scheme != "https":
-            raise RegistryError(f"registry {text!r}: only https:// registries are supported")
-        if not url.hostname or url.path not in ("", "/") or url.query or url.username:
-            raise RegistryError(f"registry {text!r} is not a login server such as myregistry.azurecr.io")
+            raise RegistryError(f"registry {shown}: only https:// registries are supported")
+        if not url.hostname or url.path not in ("", "/") or url.query or "@" in url.netloc:
+            raise RegistryError(invalid)
         return cls(login_server=url.netloc, endpoint=f"https://{url.netloc}")
 
 
@@ -63,7 +70,7 @@ async def registry_errors(connection: Connection) -> AsyncIterator[None]:
     try:
         yield
     except ClientAuthenticationError as exc:
-        raise RegistryError(_auth_message(connection, exc)) from None
+        raise RegistryError(refused_message(connection, exc)) from None
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise RegistryError(
             f"cannot reach registry {connection.target.login_server}: {first_line(exc)}"
@@ -81,10 +88,29 @@ async def close_credential(connection: Connection) -> None:
 
 
 def first_line(exc: Exception) -> str:
+    """The first line of an SDK or registry error, redacted: registries and proxies echo tokens,
+    URLs carry SAS signatures, and the line ends up in CI logs and reports."""
     text = str(getattr(exc, "message", None) or exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return redact(text.strip().splitlines()[0]) if text.strip() else type(exc).__name__
 
 
-def _auth_message(connection: Connection, exc: Exception) -> str:
+def refused_message(connection: Connection, exc: Exception) -> str:
+    """One line for credentials the registry refused; a token for the wrong audience says so."""
+    login = connection.target.login_server
+    audience = wrong_audience(exc)
+    if audience is not False and isinstance(connection.credential, StaticTokenCredential):
+        return (
+            f"registry {login}: the access token in ${ACCESS_TOKEN_VARIABLE} is for another audience"
+            + (f" ({audience})" if audience else "")
+            + f"; get one for {connection.audience} (az account get-access-token --resource"
+            f" {connection.audience})"
+        )
+    if audience is not False:
+        differs = audience and audience.rstrip("/") != connection.audience.rstrip("/")
+        return (
+            f"registry {login}: the Azure credential's token is for another audience"
+            + (f" ({audience})" if differs else "")
+            + f"; check --audience (now {connection.audience})"
+        )
     who = "anonymous access" if connection.credential is None else "the Azure credential"
-    return f"registry {connection.target.login_server}: {who} was refused: {first_line(exc)}"
+    return f"registry {login}: {who} was refused: {first_line(exc)}"

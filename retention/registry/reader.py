@@ -20,6 +20,7 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, 
 
 from retention.inventory import INDEX_MEDIA_TYPES, Listing, Manifest, Repository, Tag
 from retention.matchers import compile_globs
+from retention.redact import redact
 from retention.registry.auth import open_client
 from retention.registry.connection import close_credential, registry_errors
 
@@ -221,7 +222,7 @@ async def _content(client: ContainerRegistryClient, name: str, digest: str) -> d
         raise _Unreadable(f"manifest {digest} in {name}: content does not match its digest") from None
     except ValueError as exc:
         # The SDK refuses manifests without a Content-Length or over 4 MiB (its threat model).
-        raise _Unreadable(f"manifest {digest} in {name}: {exc}") from None
+        raise _Unreadable(f"manifest {digest} in {name}: {redact(str(exc))}") from None
     except ResourceNotFoundError:
         # Deleted since the listing: whatever it named goes with it.
         return {}

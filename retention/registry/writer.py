@@ -16,8 +16,8 @@ from azure.core.pipeline.policies import AsyncRetryPolicy
 from azure.core.pipeline.transport import AioHttpTransport
 
 from retention.errors import AccessDeniedError, WriteFailedError
-from retention.registry.auth import TokenCache
-from retention.registry.connection import first_line
+from retention.registry.auth import TokenCache, wrong_audience
+from retention.registry.connection import first_line, refused_message
 from retention.registry.reader import RepositoryGone, complete_repository, list_repository
 
 if TYPE_CHECKING:
@@ -103,6 +103,8 @@ class RegistryWriter:
         try:
             return await call
         except ClientAuthenticationError as exc:
+            if wrong_audience(exc) is not False:
+                raise AccessDeniedError(refused_message(self.connection, exc)) from None
             raise AccessDeniedError(
                 f"registry {self.connection.target.login_server}: access denied: {first_line(exc)}"
             ) from None

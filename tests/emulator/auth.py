@@ -23,6 +23,48 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+# Entra ID audiences ACR accepts at /oauth2/exchange: its own, and the ARM ones the recorded refusal
+# lists [set_audience]. A token without an `aud` claim (an opaque fake) is accepted too.
+ALLOWED_AUDIENCES = (
+    "https://management.core.windows.net/",
+    "https://management.core.windows.net",
+    "https://management.azure.com/",
+    "https://management.azure.com",
+)
+ACCEPTED_AUDIENCES = frozenset(
+    {"https://containerregistry.azure.net", "https://containerregistry.azure.net/", *ALLOWED_AUDIENCES}
+)
+
+
+def invalid_audience_message(received: str) -> str:
+    """ACR's message for an Entra token of another audience, word for word as recorded [set_audience]."""
+    allowed = ", ".join(f'"{a}"' for a in ALLOWED_AUDIENCES)
+    return (
+        "token invalid audience: the received access token has been obtained for wrong audience or"
+        f' resource "{received}". It should exactly match with one of the allowed audiences {allowed}.'
+    )
+
+
+def entra_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT-shaped Entra token, unverified (the emulator cannot check Entra's
+    signature); {} for an opaque token."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    try:
+        claims = json.loads(_unb64(parts[1]))
+    except (binascii.Error, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def entra_identity(token: str) -> str:
+    """Who an Entra token stands for: its `sub` claim when it has one, else the token itself
+    (so `add_identity("aad-token")` also covers JWT-shaped fakes minted for subject "aad-token")."""
+    subject = entra_claims(token).get("sub")
+    return subject if isinstance(subject, str) and subject else token
+
+
 REPOSITORY_ACTIONS = ("metadata_read", "metadata_write", "delete", "pull", "push")
 ROLES = frozenset({*REPOSITORY_ACTIONS, "catalog"})
 # What an anonymous-pull registry lets anyone do (recordings: test_anon_access lists and reads).
@@ -127,13 +169,15 @@ class AuthService:
         # ABAC registries do not support wildcard repository scopes (ops.md §1.3): "refuse" answers
         # the request 401, "drop" grants a token without them.
         self.wildcard_scopes: Literal["grant", "refuse", "drop"] = "grant"
+        # Entra audiences accepted at the exchange; tokens without an `aud` claim always are.
+        self.audiences: frozenset[str] = ACCEPTED_AUDIENCES
         self.access_token_lifetime = access_token_lifetime
         self.refresh_token_lifetime = refresh_token_lifetime
         self.clock = clock
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
-        self._aad: dict[str, frozenset[str]] = {}  # AAD token -> roles
-        self._aad_subjects: dict[str, str] = {}  # subject -> AAD token
+        self._aad: dict[str, frozenset[str]] = {}  # AAD identity (entra_identity) -> roles
+        self._aad_subjects: dict[str, str] = {}  # subject -> AAD identity
         self._basic: dict[str, tuple[str, frozenset[str]]] = {}  # user -> (password, roles)
 
     # --- identities --------------------------------------------------------------------------
@@ -142,9 +186,10 @@ class AuthService:
         roles = frozenset(roles)
         if unknown := roles - ROLES:
             raise ValueError(f"unknown roles {sorted(unknown)}; known: {sorted(ROLES)}")
+        identity = entra_identity(aad_token)
         with self._lock:
-            self._aad[aad_token] = roles
-            self._aad_subjects[self._aad_subject(aad_token)] = aad_token
+            self._aad[identity] = roles
+            self._aad_subjects[self._aad_subject(identity)] = identity
 
     def add_basic_user(self, username: str, password: str, roles: Iterable[str]) -> None:
         roles = frozenset(roles)
@@ -177,10 +222,19 @@ class AuthService:
             return frozenset() if self.strict_identities else ROLES
 
     def aad_subject(self, aad_token: str) -> str | None:
+        identity = entra_identity(aad_token)
         with self._lock:
-            if self.strict_identities and aad_token not in self._aad:
+            if self.strict_identities and identity not in self._aad:
                 return None
-            return self._aad_subject(aad_token)
+            return self._aad_subject(identity)
+
+    def refused_audience(self, aad_token: str) -> str | None:
+        """The `aud` of an Entra token ACR would refuse at the exchange; None when it has no `aud`
+        claim (opaque fakes) or one of `audiences`."""
+        audience = entra_claims(aad_token).get("aud")
+        if audience is None or audience in self.audiences:
+            return None
+        return str(audience)
 
     def basic_subject(self, header: str) -> str | None:
         """`Basic base64(user:password)` of a known user (admin user or a token password)."""

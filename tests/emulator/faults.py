@@ -66,6 +66,8 @@ class Scripted:
     retry_after: float | None = None
     after: bool = False  # fire after the operation ran: its effect stays, its answer is lost
     fired: int = 0
+    message: str | None = None  # the error body's message; see Faults.script
+    reason: str | None = None  # the HTTP reason phrase; see Faults.script
 
     def matches(self, method: str, raw_path: str, path: str) -> bool:
         return _matches(self.method, self.path_contains, method, raw_path, path)
@@ -98,6 +100,8 @@ class Fault:
     status: int | Literal["reset"]
     retry_after: float | None = None
     code: str = ""
+    message: str | None = None  # a template: {authorization}, {query}, {body} of the request
+    reason: str | None = None  # the same, for the status line's reason phrase
 
 
 @dataclass
@@ -116,6 +120,7 @@ class Faults:
     _scripts: list[Scripted] = field(default_factory=list)
     _holds: list[Held] = field(default_factory=list)
     _in_flight: int = 0  # held requests not yet released
+    generation: int = 0  # bumped by reset(): a request delayed across it is dropped, not served
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _settled: threading.Condition = field(init=False)
     _random: random.Random = field(default_factory=random.Random)
@@ -131,6 +136,7 @@ class Faults:
         been (or after `settle_timeout`), so that none is served into, or counted by, the next
         test of a shared server."""
         with self._lock:
+            self.generation += 1
             self.latency_ms = self.jitter_ms = self.error_rate = self.reset_rate = 0.0
             self.time_scale = 1.0
             self._limits.clear()
@@ -181,10 +187,19 @@ class Faults:
         times: int = 1,
         retry_after: float | None = None,
         after: bool = False,
+        message: str | None = None,
+        reason: str | None = None,
     ) -> Scripted:
         """A fault for the next `times` matching requests. `after=True` lets the operation happen
-        and then loses its answer (a delete that succeeded but whose 202 never arrived)."""
-        scripted = Scripted(status, method, path_contains, times, retry_after, after)
+        and then loses its answer (a delete that succeeded but whose 202 never arrived).
+        `message` replaces the error body's message and `reason` the status line's reason phrase
+        (which the SDK quotes in its errors: "Operation returned an invalid status '<reason>'");
+        `{authorization}`, `{query}` and `{body}` in them become the request's Authorization header,
+        query string and body (one line), as a careless registry or proxy echoes what it was sent,
+        credentials included."""
+        scripted = Scripted(
+            status, method, path_contains, times, retry_after, after, message=message, reason=reason
+        )
         with self._lock:
             self._scripts.append(scripted)
         return scripted
@@ -244,7 +259,9 @@ class Faults:
                 live = scripted.after == after and scripted.fired < scripted.times
                 if live and scripted.matches(method, raw_path, path):
                     scripted.fired += 1
-                    return Fault(scripted.status, scripted.retry_after, "SCRIPTED")
+                    return Fault(
+                        scripted.status, scripted.retry_after, "SCRIPTED", scripted.message, scripted.reason
+                    )
         return None
 
     def random_fault(self) -> Fault | None:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, quote
 from aiohttp import web
 
 from tests.emulator import wire
-from tests.emulator.auth import ANONYMOUS, parse_scopes
+from tests.emulator.auth import ANONYMOUS, invalid_audience_message, parse_scopes
 
 if TYPE_CHECKING:
     from tests.emulator.auth import AuthService
@@ -426,11 +426,15 @@ class Handlers:
         service = (form.get("service") or [self.config.login_server])[0]
         subject: str | None
         if grant_type == "access_token":
-            subject = self.auth.aad_subject((form.get("access_token") or [""])[0])
+            aad_token = (form.get("access_token") or [""])[0]
+            audience = self.auth.refused_audience(aad_token)
+            if audience is not None:
+                # Recorded [set_audience]: an Entra token for another audience.
+                return _plain_json_401(invalid_audience_message(audience))
+            subject = self.auth.aad_subject(aad_token)
             if subject is None:
-                # Recorded on a wrong-audience token; note the Content-Type without charset.
-                data = json.dumps(wire.errors("UNAUTHORIZED", "retrieving permissions failed")).encode()
-                return web.Response(status=401, body=data, headers={"Content-Type": "application/json"})
+                # Recorded for an identity the registry does not know [construct_container_registry_client].
+                return _plain_json_401("retrieving permissions failed")
         elif grant_type == "refresh_token":
             subject = self.auth.refresh_subject((form.get("refresh_token") or [""])[0])
             if subject is None:
@@ -469,3 +473,9 @@ class Handlers:
             scopes = [s for s in scopes if s not in wildcards]
         self.counters.phase("token")
         return json_response(200, {"access_token": self.auth.access_token(subject, service, scopes)})
+
+
+def _plain_json_401(message: str) -> web.Response:
+    """ACR's refusals at the exchange: `Content-Type: application/json`, without a charset (recorded)."""
+    data = json.dumps(wire.errors("UNAUTHORIZED", message), separators=(",", ":")).encode()
+    return web.Response(status=401, body=data, headers={"Content-Type": "application/json"})

@@ -28,7 +28,7 @@ from aiohttp import web
 from retention.inventory import Inventory
 from retention.snapshot import load_snapshot
 from tests.emulator import wire
-from tests.emulator.auth import AuthService, Scope
+from tests.emulator.auth import ACCEPTED_AUDIENCES, AuthService, Scope
 from tests.emulator.counters import Counters
 from tests.emulator.faults import Fault, Faults, Held, operation_class, retry_after_text
 from tests.emulator.handlers import Call, Config, Handlers, json_response
@@ -78,9 +78,7 @@ class Api:
         status = 0  # what a dropped connection is counted as
         holding = _Holding()
         try:
-            delay = self.faults.delay()
-            if delay:
-                await asyncio.sleep(delay)
+            await self._latency(request)
             response = await self._respond(request, route, raw_path, raw_query, holding)
             status = response.status
             self._decorate(response, raw_path)
@@ -96,6 +94,19 @@ class Api:
                 # their counts cannot land in the next test's counters.
                 self.faults.release(holding.held, served=holding.served)
         return response
+
+    async def _latency(self, request: web.Request) -> None:
+        """Wait out the configured latency. A client killed meanwhile (kill -9 tests) is not served,
+        as with holds; nor is a request delayed across reset(), which would act on the next test's
+        registry. Raises _Reset for those."""
+        generation = self.faults.generation
+        delay = self.faults.delay()
+        if not delay:
+            return
+        await asyncio.sleep(delay)
+        gone = request.transport is None or request.transport.is_closing()
+        if gone or generation != self.faults.generation:
+            raise _Reset
 
     @staticmethod
     async def _hold(request: web.Request, held: Held) -> bool:
@@ -126,7 +137,7 @@ class Api:
             self.faults.scripted(request.method, raw_path, path, after=False) or self.faults.random_fault()
         )
         if fault is not None:
-            return self._fault(fault)
+            return await self._fault(fault, request, raw_query)
         authorization = request.headers.get("Authorization", "")
         subject = self.auth.subject_of(authorization)
         wait = self.faults.take(operation_class(request.method, raw_path), subject)
@@ -153,10 +164,11 @@ class Api:
             response = json_response(error.status, error.body)
         after = self.faults.scripted(request.method, raw_path, path, after=True)
         if after is not None and response.status < 400:
-            return self._fault(after)
+            return await self._fault(after, request, raw_query)
         return response
 
-    def _fault(self, fault: Fault) -> web.Response:
+    @staticmethod
+    async def _fault(fault: Fault, request: web.Request, raw_query: str) -> web.Response:
         if fault.status == "reset":
             raise _Reset
         code = {429: "TOOMANYREQUESTS", 500: "INTERNAL_SERVER_ERROR", 503: "UNAVAILABLE"}.get(
@@ -166,7 +178,18 @@ class Api:
         # Never on 401/404/405: the SDK would retry what must not be retried (acr-wire.md §8).
         if fault.retry_after is not None and fault.status not in (401, 404, 405):
             headers["Retry-After"] = retry_after_text(fault.retry_after)
-        return json_response(fault.status, wire.errors(code, f"injected fault ({fault.status})"), headers)
+        sent = {
+            "authorization": request.headers.get("Authorization", ""),
+            "query": raw_query,
+            "body": " ".join((await request.text()).split()),
+        }
+        message = f"injected fault ({fault.status})"
+        if fault.message is not None:
+            message = fault.message.format(**sent)
+        response = json_response(fault.status, wire.errors(code, message), headers)
+        if fault.reason is not None:
+            response.set_status(fault.status, fault.reason.format(**sent))
+        return response
 
     def _challenge(self, scope: Scope | None, *, insufficient: bool) -> web.Response:
         host = self.config.login_server
@@ -384,6 +407,7 @@ class Emulator:
         self.auth.anonymous_pull = anonymous_pull
         self.auth.strict_identities = strict
         self.auth.wildcard_scopes = "grant"
+        self.auth.audiences = ACCEPTED_AUDIENCES
         self.auth.access_token_lifetime, self.auth.refresh_token_lifetime = self._token_lifetimes
         self.state.strict_tag_locks = tag_locks
         self.config.list_references = list_references
