@@ -10,6 +10,7 @@ import gc
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from retention.inputfiles import DATA_LIMIT
 from retention.needs import Needs, PolicyNeeds
 from retention.parallel import iter_registry_processes
 from retention.planner import make_plan
@@ -30,10 +31,16 @@ if TYPE_CHECKING:
 
 
 def plan_from_snapshot(
-    policy: Policy, snapshot: Path | str, *, now: datetime, max_deletes: int | None = None
+    policy: Policy,
+    snapshot: Path | str,
+    *,
+    now: datetime,
+    max_deletes: int | None = None,
+    limit: int = DATA_LIMIT,
 ) -> Plan:
-    """Plan a snapshot file, one repository at a time. Raises SnapshotError or PlanningError."""
-    reader = open_snapshot(snapshot, require_created=policy.settings.order_by is OrderBy.CREATED)
+    """Plan a snapshot file (at most `limit` bytes), one repository at a time. Raises SnapshotError
+    or PlanningError."""
+    reader = open_snapshot(snapshot, require_created=policy.settings.order_by is OrderBy.CREATED, limit=limit)
     # Planning allocates millions of small objects and frees almost none, so the cyclic collector
     # only re-scans them (a fifth of the time on a million manifests, for nothing); the values
     # built here hold no reference cycles.

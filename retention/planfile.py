@@ -20,10 +20,10 @@ import hmac
 import json
 import os
 import re
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retention.errors import RetentionError, UsageError
+from retention.inputfiles import DATA_LIMIT, MAX_INTEGER, InputFileError, read_bounded
 from retention.inventory import Property
 from retention.plan import (
     PLAN_FORMAT,
@@ -39,7 +39,11 @@ from retention.plan import (
     SetManifestProperties,
     SetTagProperties,
 )
+from retention.snapshot import TOO_MANY_DIGITS, DuplicateKeyError, unique_keys
 from retention.timefmt import parse_time
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SEAL = re.compile(
@@ -74,14 +78,15 @@ def plan_key() -> bytes | None:
     return value.encode()
 
 
-def load_plan(path: Path | str, *, key: bytes | None = None) -> Plan:
-    """The plan in `path`. With a `key`, only a plan signed with it is accepted."""
+def load_plan(path: Path | str, *, key: bytes | None = None, limit: int = DATA_LIMIT) -> Plan:
+    """The plan in `path` (at most `limit` bytes). With a `key`, only a plan signed with it is accepted."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-        raise PlanFileError(f"{name}: cannot read: {reason or exc}") from None
+        text = read_bounded(name, limit=limit, raise_with="--max-input-size").decode("utf-8")
+    except InputFileError as exc:
+        raise PlanFileError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise PlanFileError(f"{name}: cannot read: not UTF-8") from None
     seal = _SEAL.search(text)
     if seal is None:
         raise PlanFileError(
@@ -103,9 +108,15 @@ def load_plan(path: Path | str, *, key: bytes | None = None) -> Plan:
                 " another key, or changed since"
             )
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
         raise PlanFileError(f"{name}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except DuplicateKeyError as exc:
+        raise PlanFileError(f"{name}: an object names {exc.key!r} twice") from None
+    except RecursionError:
+        raise PlanFileError(f"{name}: JSON nested deeper than about 1,000 levels") from None
+    except ValueError:
+        raise PlanFileError(f"{name}: {TOO_MANY_DIGITS}") from None
     try:
         return _plan(document)
     except _Bad as exc:
@@ -133,8 +144,8 @@ def _plan(doc: Any) -> Plan:
         _summary(r, f"$.repositories[{i}]") for i, r in enumerate(_list(doc, "repositories", "$"))
     )
     max_deletes = doc.get("max_deletes")
-    if max_deletes is not None and (type(max_deletes) is not int or max_deletes < 0):
-        raise _Bad("$.max_deletes", "expected a non-negative integer or null")
+    if max_deletes is not None and (type(max_deletes) is not int or not 0 <= max_deletes <= MAX_INTEGER):
+        raise _Bad("$.max_deletes", "expected an integer from 0 to 2^63-1, or null")
     registry = doc.get("registry")
     if registry is not None and not isinstance(registry, str):
         raise _Bad("$.registry", "expected a string or null")
@@ -177,8 +188,8 @@ def _action(raw: Any, where: str) -> Action:
         if cascade is not None and not isinstance(cascade, str):
             raise _Bad(f"{where}.cascade_from", "expected a digest or null")
         size = raw.get("size_bytes")
-        if size is not None and (type(size) is not int or size < 0):
-            raise _Bad(f"{where}.size_bytes", "expected a non-negative integer or null")
+        if size is not None and (type(size) is not int or not 0 <= size <= MAX_INTEGER):
+            raise _Bad(f"{where}.size_bytes", "expected an integer from 0 to 2^63-1, or null")
         subject = raw.get("subject")
         if subject is not None and not isinstance(subject, str):
             raise _Bad(f"{where}.subject", "expected a digest or null")
@@ -265,8 +276,8 @@ def _summary(raw: Any, where: str) -> RepositorySummary:
         "bytes_upper_bound",
     ):
         value = raw.get(key)
-        if type(value) is not int or value < 0:
-            raise _Bad(f"{where}.{key}", "expected a non-negative integer")
+        if type(value) is not int or not 0 <= value <= MAX_INTEGER:
+            raise _Bad(f"{where}.{key}", "expected an integer from 0 to 2^63-1")
         counts[key] = value
     unreadable = raw.get("unreadable")
     if unreadable is not None and not isinstance(unreadable, str):

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 import jsonschema
 
 from retention.errors import PolicyError, Problem
+from retention.inputfiles import POLICY_LIMIT, InputFileError, read_bounded
 from retention.inventory import Property
 from retention.matchers import GrammarError, compile_globs, parse_duration, regex_problem
 from retention.policy import OrderBy, Policy, Rule, RuleAction, Settings, SourceLocation, TagState
@@ -90,23 +91,26 @@ class ValidationResult:
         return format_report(self.problems, len(self.files))
 
 
-def load_policy(paths: Sequence[str]) -> Policy:
+def load_policy(paths: Sequence[str], *, limit: int = POLICY_LIMIT) -> Policy:
     """Load and pool the policy files and directories in `paths`; PolicyError lists every problem."""
-    result = validate(paths)
+    result = validate(paths, limit=limit)
     if result.policy is None:
         raise PolicyError(result.problems)
     return result.policy
 
 
-def validate(paths: Sequence[str]) -> ValidationResult:
-    """Check the policy files and directories in `paths` together, as `load_policy` would pool them."""
+def validate(paths: Sequence[str], *, limit: int = POLICY_LIMIT) -> ValidationResult:
+    """Check the policy files and directories in `paths` together, as `load_policy` would pool them.
+
+    A file over `limit` bytes, or one that is not a regular file or a pipe, is a problem.
+    """
     files, problems = expand_paths(paths)
     loaded: list[_File] = []
     for file in files:
         try:
-            raw = Path(file).read_bytes()
-        except OSError as error:
-            problems.append(Problem(file, None, None, None, f"cannot read: {error.strerror or error}"))
+            raw = read_bounded(file, limit=limit, raise_with="--max-policy-size")
+        except InputFileError as error:
+            problems.append(Problem(file, None, None, None, error.reason))
             continue
         document = load_yaml(raw, file)
         problems.extend(document.problems)

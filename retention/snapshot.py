@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from retention.errors import SnapshotError
+from retention.inputfiles import DATA_LIMIT, MAX_INTEGER, InputFileError, read_bounded
 from retention.inventory import Inventory, Manifest, Repository, Tag
 from retention.timefmt import format_time, parse_time
 
@@ -65,13 +66,16 @@ class SnapshotReader:
             raise SnapshotError(f"{self.path}: {exc.path}: {exc.message}") from None
         except json.JSONDecodeError as exc:
             raise SnapshotError(f"{self.path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+        except RecursionError:
+            # The JSON decoder's own depth guard, even under a key nothing reads.
+            raise SnapshotError(f"{self.path}: JSON nested deeper than about 1,000 levels") from None
         finally:
             # The file's text is as large as the file; nothing needs it once the scan is over.
             self.text = ""
 
     def _scan(self) -> Iterator[Repository]:
         text = self.text
-        decoder = json.JSONDecoder()
+        decoder = json.JSONDecoder(object_pairs_hook=unique_keys)
         at = self._expect(text, _skip(text, 0), "{", "a JSON object")
         seen_repositories = False
         at = _skip(text, at)
@@ -90,7 +94,7 @@ class SnapshotReader:
                     seen_repositories = True
                     at = yield from self._repositories(text, at, decoder)
                 else:
-                    self._header[key], at = decoder.raw_decode(text, at)
+                    self._header[key], at = _decoded(decoder, text, at, f"$.{key}")
                     if key in ("format", "format_version"):
                         self._check_format()
                 at = _skip(text, at)
@@ -116,7 +120,7 @@ class SnapshotReader:
         if text[at : at + 1] == "]":
             return at + 1
         while True:
-            raw, at = decoder.raw_decode(text, at)
+            raw, at = _decoded(decoder, text, at, f"$.repositories[{index}]")
             repository = _repository(raw, index, require_created=self.require_created)
             if repository.name in names:
                 raise _Invalid(
@@ -166,19 +170,56 @@ class SnapshotReader:
         raise SnapshotError(f"{self.path}:{line}:{column}: not valid JSON: {message}")
 
 
+TOO_MANY_DIGITS = "a number has more digits than this tool reads (4,300)"
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names a key twice; `json` would keep the last one without a word."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` refusing duplicate keys (a snapshot's YAML twin, the policy, does too)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(key)
+            seen.add(key)
+    return result
+
+
+def _decoded(decoder: json.JSONDecoder, text: str, at: int, where: str) -> tuple[Any, int]:
+    try:
+        return decoder.raw_decode(text, at)
+    except DuplicateKeyError as exc:
+        raise _Invalid(where, f"an object names {exc.key!r} twice") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        # Python's int() refuses more than 4,300 digits (a guard against quadratic parsing).
+        raise _Invalid(where, TOO_MANY_DIGITS) from None
+
+
 def _skip(text: str, at: int) -> int:
     match = _WHITESPACE.match(text, at)
     return match.end() if match else at
 
 
-def open_snapshot(path: Path | str, *, require_created: bool = False) -> SnapshotReader:
-    """Read a snapshot file's text; decoding happens while iterating `repositories()`."""
+def open_snapshot(
+    path: Path | str, *, require_created: bool = False, limit: int = DATA_LIMIT
+) -> SnapshotReader:
+    """Read a snapshot file's text (at most `limit` bytes); decoding happens while iterating
+    `repositories()`."""
     name = str(path)
     try:
-        with open(path, "rb") as handle:  # noqa: PTH123 - path may be str or Path
-            data = handle.read()
-    except OSError as exc:
-        raise SnapshotError(f"{name}: cannot read: {exc.strerror or exc}") from None
+        data = read_bounded(name, limit=limit, raise_with="--max-input-size")
+    except InputFileError as exc:
+        raise SnapshotError(str(exc)) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -191,9 +232,9 @@ def open_snapshot(path: Path | str, *, require_created: bool = False) -> Snapsho
     return SnapshotReader(path=name, text=text.removeprefix("\ufeff"), require_created=require_created)
 
 
-def load_snapshot(path: Path | str, *, require_created: bool = False) -> Inventory:
+def load_snapshot(path: Path | str, *, require_created: bool = False, limit: int = DATA_LIMIT) -> Inventory:
     """Read a whole snapshot into memory (tests and small registries; the CLI streams)."""
-    reader = open_snapshot(path, require_created=require_created)
+    reader = open_snapshot(path, require_created=require_created, limit=limit)
     repositories = tuple(reader.repositories())
     return Inventory(registry=reader.registry, taken_at=reader.taken_at, repositories=repositories)
 
@@ -243,8 +284,8 @@ def _manifest(raw: Any, where: str, *, require_created: bool) -> Manifest:
         raise _Invalid(f"{where}.created_at", "is required because the policy orders by created")
     created_at = _optional_time(created_raw, f"{where}.created_at")
     size = raw.get("size_bytes")
-    if size is not None and (type(size) is not int or size < 0):
-        raise _Invalid(f"{where}.size_bytes", "expected a non-negative integer or null")
+    if size is not None and (type(size) is not int or not 0 <= size <= MAX_INTEGER):
+        raise _Invalid(f"{where}.size_bytes", "expected an integer from 0 to 2^63-1, or null")
     references_raw = raw.get("references", [])
     if type(references_raw) is not list:
         raise _Invalid(f"{where}.references", "expected a list of digests")

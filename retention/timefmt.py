@@ -22,7 +22,11 @@ def parse_time(text: str) -> datetime:
         value = datetime.fromisoformat(text[: shape.start("zone")] + ("+00:00" if zone in "Zz" else zone))
     except ValueError:
         raise ValueError(f"{text!r} is not a valid time (month, day or hour out of range)") from None
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+05:00 is before the first instant a datetime holds in UTC.
+        raise ValueError(f"{text!r} is out of range: in UTC it must lie within the years 1 to 9999") from None
 
 
 def format_time(value: datetime) -> str:

@@ -146,8 +146,7 @@ def test_a_carried_policy_is_checked_like_a_policy_file() -> None:
         policy_from_canonical(document, "plan.json ($.policy)")
     assert [str(p) for p in error.value.problems] == [
         (
-            "plan.json ($.policy): $.rules[0].tags[0]: '(a' is not a valid regular expression: missing ),"
-            " unterminated subpattern at position 0"
+            "plan.json ($.policy): $.rules[0].tags[0]: '(a' is not a valid RE2 regular expression: missing ): (a"
         ),
         "plan.json ($.policy): $.settings.include_locked: must be true or false, not 'yes'",
     ]

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from retention import inputfiles
 from retention.errors import PolicyError, Problem
 from retention.inventory import Property
 from retention.policy import OrderBy, Rule, RuleAction, Settings, SourceLocation, TagState
@@ -189,10 +190,11 @@ def test_an_unreadable_file_is_a_problem(tmp_path: Path, monkeypatch: pytest.Mon
     """A file that cannot be read is a problem naming it, not a traceback."""
     path = write(tmp_path, "p.yaml", MINIMAL)
 
-    def refuse(self: Path) -> bytes:
-        raise PermissionError(13, "Permission denied", str(self))
+    def refuse(name: str, mode: str) -> None:
+        raise PermissionError(13, "Permission denied", name)
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    # Tests run as root here, where file modes refuse nothing: the open itself is made to fail.
+    monkeypatch.setattr(inputfiles, "open", refuse, raising=False)
     result = validate([path])
     assert [str(p) for p in result.problems] == [f"{path}: cannot read: Permission denied"]
     assert result.report().endswith("\n1 problem in 1 file\n")

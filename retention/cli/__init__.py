@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, run: Run) -> int:
     try:
         if args.command == "validate":
-            return cmd_validate(args.policies)
+            return cmd_validate(args.policies, limit=args.max_policy_size)
         if args.command == "snapshot":
             return cmd_snapshot(args)
         run.gateway = _pushgateway(args)

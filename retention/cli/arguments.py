@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from retention import __version__
+from retention.inputfiles import DATA_LIMIT, POLICY_LIMIT, format_size, parse_size
 from retention.matchers import GrammarError, parse_duration
 from retention.metrics import DEFAULT_JOB, Pushgateway
 from retention.planfile import PLAN_KEY_VARIABLE
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Every problem is reported; exit 1 when there is any.",
     )
     check.add_argument("policies", nargs="+", metavar="POLICY", help="policy file or directory of *.yaml")
+    _add_size_limits(check, inputs=False)
 
     plan = commands.add_parser(
         "plan",
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "plan. Nothing is changed.",
     )
     _add_policy_argument(plan)
+    _add_size_limits(plan, inputs=True)
     source = plan.add_mutually_exclusive_group()
     source.add_argument("--snapshot", metavar="FILE", help="inventory from a snapshot file")
     source.add_argument(
@@ -147,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="POLICY",
         help="policy file or directory (repeatable; default $ACR_RETENTION_POLICY); not needed with --plan",
     )
+    _add_size_limits(apply, inputs=True)
     apply.add_argument(
         "--registry",
         metavar="REGISTRY",
@@ -281,6 +285,31 @@ def _job_name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("the job name must not be empty")
     return text.strip()
+
+
+def _add_size_limits(parser: argparse.ArgumentParser, *, inputs: bool) -> None:
+    parser.add_argument(
+        "--max-policy-size",
+        type=_size,
+        default=POLICY_LIMIT,
+        metavar="SIZE",
+        help=f"refuse a policy file larger than SIZE, such as 4MiB (default {format_size(POLICY_LIMIT)})",
+    )
+    if inputs:
+        parser.add_argument(
+            "--max-input-size",
+            type=_size,
+            default=DATA_LIMIT,
+            metavar="SIZE",
+            help=f"refuse a snapshot or plan file larger than SIZE (default {format_size(DATA_LIMIT)})",
+        )
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_policy_argument(parser: argparse.ArgumentParser) -> None:

@@ -54,8 +54,8 @@ class Run:
     returned: bool = False  # the command ended with an exit code of its own, not an error
 
 
-def cmd_validate(paths: list[str]) -> int:
-    result = validate(paths)
+def cmd_validate(paths: list[str], *, limit: int) -> int:
+    result = validate(paths, limit=limit)
     sys.stdout.write(result.report())
     return EXIT_ERROR if result.problems else EXIT_OK
 
@@ -64,10 +64,12 @@ def cmd_plan(args: argparse.Namespace, run: Run) -> int:
     log = logs.get_logger()
     started = time.perf_counter()
     policy_paths: list[str] = args.policy or [args.policy_default]
-    policy = load_policy(policy_paths)
+    policy = load_policy(policy_paths, limit=args.max_policy_size)
     now: datetime = args.now or datetime.now(UTC)
     if args.snapshot:
-        plan = plan_from_snapshot(policy, args.snapshot, now=now, max_deletes=args.max_deletes)
+        plan = plan_from_snapshot(
+            policy, args.snapshot, now=now, max_deletes=args.max_deletes, limit=args.max_input_size
+        )
     else:
         connection = _connection(args, fallback=policy.registry)
         run.registry = connection.target.login_server
@@ -113,7 +115,7 @@ def cmd_plan(args: argparse.Namespace, run: Run) -> int:
 def cmd_apply(args: argparse.Namespace, run: Run) -> int:
     started = datetime.now(UTC)
     if args.plan:
-        plan = load_plan(args.plan, key=plan_key())
+        plan = load_plan(args.plan, key=plan_key(), limit=args.max_input_size)
         connection = _connection(args, fallback=plan.registry)
         run.registry = connection.target.login_server
         policy = check_saved_plan(
@@ -124,7 +126,7 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
             allow_snapshot=args.allow_snapshot_plan,
         )
         if args.policy:
-            given = load_policy(args.policy)
+            given = load_policy(args.policy, limit=args.max_policy_size)
             if given.sha256 != plan.policy_sha256:
                 raise PlanRefusedError(
                     f"--policy is not the policy the plan was made with (the plan's"
@@ -137,7 +139,7 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
         )
         if not paths:
             raise UsageError("apply needs --policy (or $ACR_RETENTION_POLICY) or --plan FILE")
-        policy = load_policy(paths)
+        policy = load_policy(paths, limit=args.max_policy_size)
         connection = _connection(args, fallback=policy.registry)
         run.registry = connection.target.login_server
         plan = plan_from_registry(

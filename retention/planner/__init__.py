@@ -81,14 +81,7 @@ def make_plan(
 
     Raises PlanningError when lock rules conflict; the message lists every conflict.
     """
-    checks = [
-        RuleCheck(
-            rule=rule,
-            older_cutoff=now - rule.older_than if rule.older_than is not None else None,
-            newer_cutoff=now - rule.newer_than if rule.newer_than is not None else None,
-        )
-        for rule in policy.rules
-    ]
+    checks = [RuleCheck.of(rule, now) for rule in policy.rules]
     actions: list[Action] = []
     kept: list[Kept] = []
     untouched: list[Kept] = []

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from retention.policy import OrderBy, Rule, TagState
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import timedelta
 
     from retention.inventory import Manifest
 
@@ -21,6 +22,23 @@ class RuleCheck:
     older_cutoff: datetime | None
     newer_cutoff: datetime | None
 
+    @classmethod
+    def of(cls, rule: Rule, now: datetime) -> RuleCheck:
+        return cls(
+            rule=rule, older_cutoff=_cutoff(now, rule.older_than), newer_cutoff=_cutoff(now, rule.newer_than)
+        )
+
+
+def _cutoff(now: datetime, age: timedelta | None) -> datetime | None:
+    """`now - age`, or the first instant there is when that lies before it (`--now` in year 1 with
+    `older_than: 30d`): nothing is older than that, everything is newer."""
+    if age is None:
+        return None
+    try:
+        return now - age
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
 
 def could_match(rule: Rule, repository: str, manifest: Manifest, *, now: datetime, order_by: OrderBy) -> bool:
     """Whether `rule` could match `manifest` once it is known to be an image (`newest` aside).
@@ -30,12 +48,7 @@ def could_match(rule: Rule, repository: str, manifest: Manifest, *, now: datetim
     """
     if not rule.matches_repository(repository):
         return False
-    check = RuleCheck(
-        rule=rule,
-        older_cutoff=now - rule.older_than if rule.older_than is not None else None,
-        newer_cutoff=now - rule.newer_than if rule.newer_than is not None else None,
-    )
-    return selects(check, manifest, by_created=order_by is OrderBy.CREATED)
+    return selects(RuleCheck.of(rule, now), manifest, by_created=order_by is OrderBy.CREATED)
 
 
 def match_rules(
