@@ -207,6 +207,8 @@ class _Builder:
         self.problems: list[Problem] = []
         self.rejected: set[JsonPath] = set()
         self._nodes = 0
+        self._built: set[int] = set()  # ids of nodes built once: meeting one again is an alias
+        self._aliased = False
         self._open: set[int] = set()  # ids of collection nodes being built: an alias back to one is a cycle
         self._scalars = _Loader("")
 
@@ -231,8 +233,17 @@ class _Builder:
 
     def _count(self, node: yaml.Node, path: JsonPath) -> None:
         self._nodes += 1
+        if id(node) in self._built:
+            self._aliased = True
+        else:
+            self._built.add(id(node))
         if self._nodes > MAX_NODES:
-            message = f"document expands to more than {MAX_NODES} nodes (alias bomb?)"
+            if self._aliased:
+                message = f"document expands to more than {MAX_NODES} nodes (alias bomb?)"
+            else:
+                message = (
+                    f"document has more than {MAX_NODES} values; split a policy this large into several files"
+                )
             raise self._abort(node, path, message)
 
     def _scalar(self, node: yaml.ScalarNode, path: JsonPath) -> Any:

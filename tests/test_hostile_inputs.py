@@ -171,3 +171,16 @@ def test_a_number_longer_than_python_reads_is_an_error_with_its_place(tmp_path: 
     assert one_error(done) == (
         f"acr-retention: error: {path}: $.repositories[0]: a number has more digits than this tool reads (4,300)"
     )
+
+
+def test_a_large_policy_without_aliases_is_not_called_an_alias_bomb(tmp_path: Path) -> None:
+    """Past the value cap, the message says what the file is: big, not an alias bomb."""
+    policy = tmp_path / "big.yaml"
+    rules = "".join(f"  - {{name: r{i}, action: keep, tags: [v{i}]}}\n" for i in range(40_000))
+    policy.write_text("version: 1\nrules:\n" + rules)
+    done = cli("validate", "--max-policy-size", "8MiB", str(policy), timeout=120)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0] == (
+        f"{policy}:3:3: $.rules: document has more than 100000 values; split a policy this large into several files"
+    )
+    assert "alias bomb" not in done.stdout
