@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from retention.inventory import Manifest, Property, Repository
     from retention.plan import Action, Plan
 
-_BLOCKING = ("write_enabled", "delete_enabled")
-
 
 class Verdict(StrEnum):
     RUN = "run"
@@ -111,28 +109,16 @@ def delete_drift(action: DeleteManifest, manifest: Manifest) -> str | None:
         return f"tags are now {sorted(manifest.tag_names)}, the plan saw {sorted(action.tags)}"
     if manifest.updated_at != action.updated_at:
         return f"updated {format_time(manifest.updated_at)} since the plan ({format_time(action.updated_at)})"
-    planned = {(tag, str(prop)) for tag, prop in action.locked}
     # Fewer locks than planned is the plan's own unlock, made by an earlier run that was cut
     # short: it completes. A lock the plan did not see is someone wanting the image kept.
     added = sorted(
-        f"tag {tag}" if tag else "manifest" for tag, prop in blocking(manifest) if (tag, prop) not in planned
+        f"tag {tag}" if tag else "manifest"
+        for tag, prop in manifest.blocking_locks
+        if (tag, prop) not in action.locked
     )
     if added:
         return f"locked since the plan ({', '.join(dict.fromkeys(added))})"
     return None
-
-
-def blocking(manifest: Manifest) -> list[tuple[str | None, str]]:
-    """(tag or None for the manifest, property) pairs that block deleting `manifest` now."""
-    found: list[tuple[str | None, str]] = [
-        (None, name) for name in _BLOCKING if not getattr(manifest, _ATTRIBUTE[name])
-    ]
-    for tag in manifest.tags:
-        found += [(tag.name, name) for name in _BLOCKING if not getattr(tag, _ATTRIBUTE[name])]
-    return found
-
-
-_ATTRIBUTE = {"write_enabled": "can_write", "delete_enabled": "can_delete"}
 
 
 def _property_verdict(

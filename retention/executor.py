@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from retention.agreement import Verdict, agree, blocking
+from retention.agreement import Verdict, agree
 from retention.errors import AccessDeniedError, WriteFailedError
 from retention.inventory import Property, Repository
 from retention.needs import PolicyNeeds
@@ -316,7 +316,7 @@ async def _delete(action: DeleteManifest, manifest: Manifest, gone: set[str], ru
         run.record(action, Outcome.ALREADY_GONE, "deleted by the registry with its subject")
         return True
     writer = run.writer
-    unlocked: list[tuple[str | None, str]] = []
+    unlocked: list[tuple[str | None, Property]] = []
     try:
         if not await _unlock(action, manifest, run, unlocked):
             run.record(action, Outcome.ALREADY_GONE)
@@ -341,52 +341,52 @@ async def _delete(action: DeleteManifest, manifest: Manifest, gone: set[str], ru
 
 
 async def _unlock(
-    action: DeleteManifest, manifest: Manifest, run: Execution, unlocked: list[tuple[str | None, str]]
+    action: DeleteManifest, manifest: Manifest, run: Execution, unlocked: list[tuple[str | None, Property]]
 ) -> bool:
     """Set the blocking attributes back to true, only where they are false now, noting each.
     False when the manifest turns out to be gone; a tag gone meanwhile is a failure."""
-    by_item: dict[str | None, list[str]] = defaultdict(list)
-    for tag, name in blocking(manifest):
-        by_item[tag].append(name)
-    for tag, names in by_item.items():
-        if not await run.attempt(OperationClass.WRITE, _setting(action, tag, names, value=True, run=run)):
+    by_item: dict[str | None, list[Property]] = defaultdict(list)
+    for tag, prop in manifest.blocking_locks:
+        by_item[tag].append(prop)
+    for tag, props in by_item.items():
+        if not await run.attempt(OperationClass.WRITE, _setting(action, tag, props, value=True, run=run)):
             if tag is None:
                 return False
             raise WriteFailedError(
                 f"tag {tag} vanished before it could be unlocked", status=404, retryable=False
             )
-        unlocked.extend((tag, name) for name in names)
+        unlocked.extend((tag, prop) for prop in props)
     return True
 
 
 def _setting(
-    action: DeleteManifest, tag: str | None, names: list[str], *, value: bool, run: Execution
+    action: DeleteManifest, tag: str | None, props: list[Property], *, value: bool, run: Execution
 ) -> Callable[[], Awaitable[bool]]:
     """The call that sets these blocking attributes of the manifest (tag None) or of one tag."""
-    changes = {Property(name).attribute: value for name in names}
+    changes = {prop.attribute: value for prop in props}
     if tag is None:
         return partial(run.writer.set_manifest_properties, action.repository, action.digest, changes)
     return partial(run.writer.set_tag_properties, action.repository, tag, changes)
 
 
 async def _relock(
-    action: DeleteManifest, manifest: Manifest, unlocked: list[tuple[str | None, str]], run: Execution
+    action: DeleteManifest, manifest: Manifest, unlocked: list[tuple[str | None, Property]], run: Execution
 ) -> str:
     """Put back the locks the plan saw that are open now (this run's unlock, or an earlier run's);
     returns what to add to the failure's detail."""
-    still = set(blocking(manifest)) - set(unlocked)
-    restore: dict[str | None, list[str]] = defaultdict(list)
+    still = set(manifest.blocking_locks) - set(unlocked)
+    restore: dict[str | None, list[Property]] = defaultdict(list)
     for tag, prop in action.locked:
-        if (tag, str(prop)) not in still and (tag is None or tag in manifest.tag_names):
-            restore[tag].append(str(prop))
+        if (tag, prop) not in still and (tag is None or tag in manifest.tag_names):
+            restore[tag].append(prop)
     if not restore:
         return ""
     repository = action.repository
     failures = []
-    for tag, names in restore.items():
+    for tag, props in restore.items():
         try:
             # A 404 here means the item is gone: there is no lock left to restore.
-            await run.attempt(OperationClass.WRITE, _setting(action, tag, names, value=False, run=run))
+            await run.attempt(OperationClass.WRITE, _setting(action, tag, props, value=False, run=run))
         except (WriteFailedError, AccessDeniedError) as again:
             failures.append(f"{'manifest' if tag is None else f'tag {tag}'}: {again}")
     if failures:

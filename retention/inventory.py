@@ -32,6 +32,9 @@ class Property(StrEnum):
         return _ATTRIBUTES[self]
 
 
+# The attributes whose `false` blocks a delete (policy.md §4, "locked").
+BLOCKING = (Property.WRITE_ENABLED, Property.DELETE_ENABLED)
+
 _ATTRIBUTES = {
     Property.DELETE_ENABLED: "can_delete",
     Property.WRITE_ENABLED: "can_write",
@@ -92,6 +95,16 @@ class Manifest:
     def locked(self) -> bool:
         """Locked as policy.md §4 defines it: the manifest or any of its tags blocks delete or write."""
         return not (self.can_delete and self.can_write) or any(tag.locked for tag in self.tags)
+
+    @property
+    def blocking_locks(self) -> tuple[tuple[str | None, Property], ...]:
+        """What blocks deleting this manifest now: (None for the manifest or a tag's name, property)."""
+        if not self.locked:
+            return ()
+        found: list[tuple[str | None, Property]] = [(None, p) for p in BLOCKING if not self.value(p)]
+        for tag in self.tags:
+            found += [(tag.name, p) for p in BLOCKING if not tag.value(p)]
+        return tuple(found)
 
     @property
     def is_index(self) -> bool:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from retention.errors import PlanningError
-from retention.inventory import Property
 from retention.plan import (
     Action,
     DeleteManifest,
@@ -49,7 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from datetime import datetime
 
-    from retention.inventory import Manifest, Repository
+    from retention.inventory import Repository
 
 __all__ = ["could_match", "make_plan", "subjects_of"]
 
@@ -176,7 +175,7 @@ def _plan_repository(
                 cascade_from=parents[0] if dependent else None,
                 after=tuple(parents),
                 subject=manifest.subject if manifest.subject in node.subjects else None,
-                locked=_blocking(manifest),
+                locked=manifest.blocking_locks,
             )
         )
         bytes_upper_bound += manifest.size_bytes or 0
@@ -233,16 +232,3 @@ def _plan_repository(
         fingerprint=survivors,
     )
     return _RepositoryPlan(actions=actions, kept=kept, untouched=untouched, summary=summary)
-
-
-_BLOCKING = (Property.WRITE_ENABLED, Property.DELETE_ENABLED)
-
-
-def _blocking(manifest: Manifest) -> tuple[tuple[str | None, Property], ...]:
-    """The attributes that block deleting this manifest, on it (tag None) and on its tags."""
-    if not manifest.locked:
-        return ()
-    found: list[tuple[str | None, Property]] = [(None, p) for p in _BLOCKING if not manifest.value(p)]
-    for tag in manifest.tags:
-        found += [(tag.name, p) for p in _BLOCKING if not tag.value(p)]
-    return tuple(found)
