@@ -83,9 +83,11 @@ def _one(
                 return Verdict.GONE, None
             drift = delete_drift(action, manifest)
             if drift is None and fresh is not None and _target(action) not in fresh_actions:
-                drift = "the repository changed since the plan, and a plan of it now " + fresh_reasons.get(
-                    action.digest, "keeps it"
-                )
+                now = fresh_reasons.get(action.digest, "keeps it")
+                # Something a cluster started to run since the plan is the likelier story than a
+                # change to the repository: say which.
+                changed = "it is in use now" if "in-use" in now else "the repository changed since the plan"
+                drift = f"{changed}, and a plan of it now {now}"
             return (Verdict.DRIFTED, drift) if drift is not None else (Verdict.RUN, None)
         case SetManifestProperties():
             manifest = manifests.get(action.digest)

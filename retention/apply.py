@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from datetime import datetime
 
+    from retention.inuse import InUse
     from retention.plan import Plan
     from retention.policy import Policy
     from retention.registry import Connection
@@ -198,6 +199,7 @@ def run_apply(
     concurrency: int,
     report: IO[str],
     stderr: IO[str],
+    in_use: InUse | None = None,
 ) -> ApplyResult:
     """Execute a confirmed plan; returns what happened and the exit code. The plan has passed every check."""
     log = logs.get_logger()
@@ -226,7 +228,7 @@ def run_apply(
     started = time.monotonic()
     limiters = {op: AdaptiveLimiter(per_minute=rate) for op, rate in budgets.per_minute.items()}
     limits = Limits(limiters=limiters, concurrency=concurrency)
-    outcome = asyncio.run(_run(plan, connection, policy, limits, write))
+    outcome = asyncio.run(_run(plan, connection, policy, limits, write, in_use=in_use))
     progress.close()
     records, signal_seen, denied = outcome
     counts = Counter(r.outcome for r in records)
@@ -276,7 +278,13 @@ def run_apply(
 
 
 async def _run(
-    plan: Plan, connection: Connection, policy: Policy, limits: Limits, write: Callable[[Record], None]
+    plan: Plan,
+    connection: Connection,
+    policy: Policy,
+    limits: Limits,
+    write: Callable[[Record], None],
+    *,
+    in_use: InUse | None,
 ) -> tuple[list[Record], int | None, AccessDeniedError | None]:
     stop = asyncio.Event()
     seen: list[int] = []
@@ -291,7 +299,9 @@ async def _run(
         loop.add_signal_handler(signum, interrupted, signum)
     try:
         async with RegistryWriter(connection) as writer:
-            execution = Execution(writer=writer, limits=limits, report=write, stop=stop, policy=policy)
+            execution = Execution(
+                writer=writer, limits=limits, report=write, stop=stop, policy=policy, in_use=in_use
+            )
             try:
                 records = await execute(plan, execution)
             except AccessDeniedError as exc:

@@ -48,12 +48,14 @@ from retention.plan import (
     standing_fingerprint,
 )
 from retention.planner import make_plan
+from retention.planner.inuse import IN_USE_PREFIX
 from retention.ratelimit import AdaptiveLimiter, OperationClass
 from retention.timefmt import format_time
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from retention.inuse import InUse
     from retention.inventory import Listing, Manifest
     from retention.needs import Needs
     from retention.plan import Plan
@@ -134,6 +136,8 @@ class Execution:
     report: Callable[[Record], None]
     stop: asyncio.Event
     policy: Policy
+    # What clusters run now (read when apply started): a planned delete of it is not sent.
+    in_use: InUse | None = None
     records: list[Record] = field(default_factory=list)
     _slots: asyncio.Semaphore = field(init=False)
 
@@ -181,6 +185,11 @@ async def execute(plan: Plan, execution: Execution) -> list[Record]:
     for action in plan.actions:
         by_repository[action.repository].append(action)
     summaries = {s.name: s for s in plan.repositories}
+    protected: dict[str, set[str]] = defaultdict(set)
+    for kept in plan.kept:
+        # A manifest kept for being used leads its reasons with it (retention.planner.inuse).
+        if kept.reasons and kept.reasons[0].startswith(IN_USE_PREFIX):
+            protected[kept.repository].add(kept.digest)
     needs = PolicyNeeds(execution.policy, plan.now)
     # A repository holds its fresh listing until its actions are done: bound how many are open.
     open_repositories = asyncio.Semaphore(execution.limits.concurrency)
@@ -189,7 +198,8 @@ async def execute(plan: Plan, execution: Execution) -> list[Record]:
         async with open_repositories:
             summary = summaries.get(name)
             planned = summary.fingerprint if summary is not None else None
-            await _repository(_Scope(name, actions, plan.now, needs, planned), execution)
+            scope = _Scope(name, actions, plan.now, needs, planned, frozenset(protected.get(name, ())))
+            await _repository(scope, execution)
 
     tasks = [asyncio.create_task(one(name, actions)) for name, actions in by_repository.items()]
     try:
@@ -219,6 +229,7 @@ class _Scope:
     now: datetime
     needs: PolicyNeeds
     fingerprint: str | None  # of what the plan leaves standing here (inventory.fingerprint)
+    in_use: frozenset[str] = frozenset()  # what the plan kept because a cluster used it
 
 
 async def _repository(scope: _Scope, run: Execution) -> None:
@@ -266,10 +277,11 @@ async def _fresh_look(scope: _Scope, listing: Listing, run: Execution) -> tuple[
     if (
         scope.fingerprint is not None
         and standing_fingerprint(listing.repository, scope.actions) == scope.fingerprint
+        and not _newly_in_use(listing.repository, scope.in_use, run.in_use)
     ):
         return listing.repository, None
     repository = await run.attempt(OperationClass.READ, lambda: run.writer.complete(listing, scope.needs))
-    fresh = make_plan(run.policy, [repository], now=scope.now)
+    fresh = make_plan(run.policy, [repository], now=scope.now, in_use=run.in_use)
     log.info(
         "repository_changed_since_plan",
         repository=scope.name,
@@ -277,6 +289,14 @@ async def _fresh_look(scope: _Scope, listing: Listing, run: Execution) -> tuple[
         fresh_actions=len(fresh.actions),
     )
     return repository, fresh
+
+
+def _newly_in_use(repository: Repository, protected: frozenset[str], in_use: InUse | None) -> bool:
+    """Whether a cluster uses a manifest here now (by digest, or by a tag as the registry has it
+    now) that the plan did not protect: then the plan's deletes may take it, or an index above it."""
+    if in_use is None:
+        return False
+    return not protected.issuperset(in_use.used(repository))
 
 
 async def _deletes(deletes: list[DeleteManifest], manifests: dict[str, Manifest], run: Execution) -> None:

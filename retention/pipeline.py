@@ -7,10 +7,13 @@ it no longer needs.
 from __future__ import annotations
 
 import gc
+import itertools
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from retention.errors import RetentionError
 from retention.inputfiles import DATA_LIMIT
+from retention.inuse.references import registry_host
 from retention.needs import Needs, PolicyNeeds
 from retention.parallel import iter_registry_processes
 from retention.planner import make_plan
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import IO
 
+    from retention.inuse import ImageUses, InUse
     from retention.inventory import Repository
     from retention.plan import Plan
     from retention.policy import Policy
@@ -37,18 +41,43 @@ def plan_from_snapshot(
     now: datetime,
     max_deletes: int | None = None,
     limit: int = DATA_LIMIT,
+    uses: ImageUses | None = None,
 ) -> Plan:
     """Plan a snapshot file (at most `limit` bytes), one repository at a time. Raises SnapshotError
-    or PlanningError."""
+    or PlanningError, and RetentionError when `uses` cannot be matched to the snapshot's registry."""
     reader = open_snapshot(snapshot, require_created=policy.settings.order_by is OrderBy.CREATED, limit=limit)
+    repositories = reader.repositories()
+    in_use = None
+    if uses is not None:
+        # The snapshot's registry is what in-use references must name. Snapshots this tool writes
+        # name it before their repositories, so it is known once the first one is read.
+        first = list(itertools.islice(repositories, 1))
+        known = reader.header_registry()
+        if known is None and policy.registry is None:
+            raise RetentionError(
+                f"{snapshot}: in-use references cannot be matched: neither the snapshot nor the policy"
+                " names the registry (registry: in the policy)"
+            )
+        in_use = uses.in_registry([known, policy.registry])
+        repositories = itertools.chain(first, repositories)
     # Planning allocates millions of small objects and frees almost none, so the cyclic collector
     # only re-scans them (a fifth of the time on a million manifests, for nothing); the values
     # built here hold no reference cycles.
     gc.disable()
     try:
-        plan = make_plan(policy, reader.repositories(), now=now, max_deletes=max_deletes, fingerprints=False)
+        plan = make_plan(
+            policy, repositories, now=now, max_deletes=max_deletes, fingerprints=False, in_use=in_use
+        )
     finally:
         gc.enable()
+    if in_use is not None and reader.registry is not None and not _names_host(in_use, reader.registry):
+        # The registry came after the repositories: the references were matched against the
+        # policy's registry, which is not this one.
+        raise RetentionError(
+            f"{snapshot}: in-use references cannot be matched: the snapshot names its registry"
+            f" ({reader.registry}) after its repositories and the policy names another; write the"
+            " snapshot again with acr-retention snapshot"
+        )
     # The snapshot names the registry it was taken from; the policy's `registry:` is the fallback.
     # Its header may follow its repositories, so it is known only now.
     return replace(
@@ -64,6 +93,7 @@ def plan_from_registry(
     taken_at: datetime,
     max_deletes: int | None = None,
     repositories: Sequence[str] = (),
+    in_use: InUse | None = None,
 ) -> Plan:
     """Plan a live registry, one repository at a time, reading only what this policy needs.
 
@@ -73,7 +103,7 @@ def plan_from_registry(
     stream = _inventory(connection, PolicyNeeds(policy, now), repositories)
     gc.disable()  # as in plan_from_snapshot
     try:
-        plan = make_plan(policy, stream, now=now, max_deletes=max_deletes)
+        plan = make_plan(policy, stream, now=now, max_deletes=max_deletes, in_use=in_use)
     finally:
         gc.enable()
     return replace(plan, registry=connection.target.login_server, taken_at=taken_at, source="registry")
@@ -93,6 +123,10 @@ def snapshot_registry(
 
     write_snapshot(handle, registry=connection.target.login_server, taken_at=taken_at, repositories=counted())
     return count
+
+
+def _names_host(in_use: InUse, registry: str) -> bool:
+    return registry_host(registry) in in_use.hosts
 
 
 def _inventory(connection: Connection, needs: Needs, repositories: Sequence[str]) -> Iterator[Repository]:

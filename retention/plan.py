@@ -131,6 +131,8 @@ class Plan:
     # The policy the plan was made with, as canonical JSON: `apply --plan` plans again with it.
     policy_document: str | None = None
     source: str | None = None  # "registry" (a live inventory) or "snapshot"
+    # What the in-use protection read ("cluster aks-prod", "file pods.json"); None: none was asked for.
+    in_use_sources: tuple[str, ...] | None = None
 
     @property
     def deletes(self) -> tuple[DeleteManifest, ...]:
@@ -310,6 +312,8 @@ def _header_json(plan: Plan) -> dict[str, Any]:
         header["source"] = plan.source
     if plan.policy_document is not None:
         header["policy"] = json.loads(plan.policy_document)
+    if plan.in_use_sources is not None:
+        header["in_use_sources"] = list(plan.in_use_sources)
     return header
 
 

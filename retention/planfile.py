@@ -152,6 +152,11 @@ def _plan(doc: Any) -> Plan:
     source = doc.get("source")
     if source is not None and source not in SOURCES:
         raise _Bad("$.source", f"expected one of {', '.join(SOURCES)} or null")
+    in_use_sources = doc.get("in_use_sources")
+    if in_use_sources is not None and (
+        not isinstance(in_use_sources, list) or not all(isinstance(x, str) for x in in_use_sources)
+    ):
+        raise _Bad("$.in_use_sources", "expected a list of strings or null")
     policy_sha256 = _text(doc, "policy_sha256", "$")
     policy_document = None
     if doc.get("policy") is not None:
@@ -170,6 +175,7 @@ def _plan(doc: Any) -> Plan:
         taken_at=_time(doc, "taken_at", "$") if doc.get("taken_at") is not None else None,
         policy_document=policy_document,
         source=source,
+        in_use_sources=tuple(in_use_sources) if in_use_sources is not None else None,
     )
     if plan.over_limit != doc.get("over_limit"):
         raise _Bad("$.over_limit", "does not agree with the plan's deletions and max_deletes")

@@ -34,6 +34,13 @@ class OrderBy(StrEnum):
     CREATED = "created"
 
 
+class InUseSetting(StrEnum):
+    """Whether a run may go without in-use protection (policy.md §4, step 0)."""
+
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
 @dataclass(frozen=True, slots=True)
 class SourceLocation:
     file: str
@@ -109,6 +116,7 @@ class Settings:
     order_by: OrderBy = OrderBy.LAST_UPDATED
     include_locked: bool = False
     max_deletes: int | None = None
+    in_use: InUseSetting = InUseSetting.OPTIONAL
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ policy:
 - `settings.order_by` and `settings.include_locked` may repeat with the same
   value; a different value is an error, for the same reason;
 - `settings.max_deletes` takes the smallest value any file sets: a limit is
-  a safety net, and the strictest one wins.
+  a safety net, and the strictest one wins;
+- `settings.in_use` is `required` when any file requires it, for the same reason.
 
 `Policy.sha256` hashes the pooled policy as canonical JSON (sorted keys, no
 whitespace) of the registry, the merged settings and the rules as written, so
@@ -48,7 +49,16 @@ from retention.errors import PolicyError, Problem
 from retention.inputfiles import POLICY_LIMIT, InputFileError, read_bounded
 from retention.inventory import Property
 from retention.matchers import GrammarError, compile_globs, parse_duration, regex_problem
-from retention.policy import OrderBy, Policy, Rule, RuleAction, Settings, SourceLocation, TagState
+from retention.policy import (
+    InUseSetting,
+    OrderBy,
+    Policy,
+    Rule,
+    RuleAction,
+    Settings,
+    SourceLocation,
+    TagState,
+)
 from retention.yamlsource import JsonPath, LocationIndex, json_path, load_yaml
 
 if TYPE_CHECKING:
@@ -535,6 +545,8 @@ def _merged_settings(files: list[_File]) -> dict[str, Any]:
         for key, value in _whole_numbers(file.settings()).items():
             if key == "max_deletes" and key in merged:
                 merged[key] = min(merged[key], value)
+            elif key == "in_use" and value == InUseSetting.REQUIRED:
+                merged[key] = value
             else:
                 merged.setdefault(key, value)
     return merged
@@ -548,4 +560,6 @@ def _settings(merged: dict[str, Any]) -> Settings:
         fields["include_locked"] = merged["include_locked"]
     if "max_deletes" in merged:
         fields["max_deletes"] = merged["max_deletes"]
+    if "in_use" in merged:
+        fields["in_use"] = InUseSetting(merged["in_use"])
     return Settings(**fields)

@@ -201,6 +201,8 @@ def render_text(plan: Plan, *, verbose: bool = False, color: bool = False) -> st
         lines.extend(_align(blocks[repository], color=color))
         lines.append("")
     lines.append(_text_summary(plan))
+    if plan.in_use_sources is not None:
+        lines.append(_visible(_in_use_note(plan)))
     lines.extend(
         f"Deletes nothing in {_visible(s.name)}: {_visible(str(s.unreadable))}." for s in _unreadable(plan)
     )
@@ -208,6 +210,13 @@ def render_text(plan: Plan, *, verbose: bool = False, color: bool = False) -> st
         warning = f"Over the limit: {_over_limit_sentence(plan)}."
         lines.append(f"{_BOLD_RED}{warning}{_RESET}" if color else warning)
     return "\n".join(lines) + "\n"
+
+
+def _in_use_note(plan: Plan) -> str:
+    """How many manifests in-use protection kept, and from what it knew what runs."""
+    kept = sum(1 for k in plan.kept if k.reasons and k.reasons[0].startswith("in-use"))
+    sources = ", ".join(plan.in_use_sources or ()) or "no source"
+    return f"In use: {_plural(kept, 'manifest')} kept for what clusters run or will run ({sources})."
 
 
 def _text_header(plan: Plan) -> str:
@@ -375,6 +384,8 @@ def render_markdown(
             "",
         )
     out.add(_markdown_meta(plan), "")
+    if plan.in_use_sources is not None:
+        out.add(_md(_in_use_note(plan)), "")
     unreadable = _unreadable(plan)
     for summary in unreadable[:_MARKDOWN_MAX_SUMMARY_ROWS]:
         out.add(f"> ⚠️ **Deletes nothing in {_md(summary.name)}:** {_md(str(summary.unreadable))}.", "")

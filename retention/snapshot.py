@@ -73,6 +73,11 @@ class SnapshotReader:
             # The file's text is as large as the file; nothing needs it once the scan is over.
             self.text = ""
 
+    def header_registry(self) -> str | None:
+        """`registry` as far as the scan has read (before the repositories, in files this tool writes)."""
+        registry = self._header.get("registry")
+        return registry if isinstance(registry, str) else None
+
     def _scan(self) -> Iterator[Repository]:
         text = self.text
         decoder = json.JSONDecoder(object_pairs_hook=unique_keys)

@@ -527,6 +527,7 @@ def test_schema_defaults_agree_with_the_dataclasses() -> None:
     assert set(documented) == {
         ("settings", "order_by"),
         ("settings", "include_locked"),
+        ("settings", "in_use"),
         ("rule", "repositories"),
         ("rule", "exclude_repositories"),
         ("rule", "tag_state"),

@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="color the text format (auto: on a terminal, unless NO_COLOR is set)",
     )
+    _add_in_use_options(plan)
     _add_pushgateway_options(plan)
 
     apply = commands.add_parser(
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--max-writes-per-minute", type=_positive, metavar="N", help="PATCH budget (locks)")
     apply.add_argument("--max-reads-per-minute", type=_positive, metavar="N", help="GET budget (listings)")
     _add_registry_options(apply)
+    _add_in_use_options(apply)
     _add_pushgateway_options(apply)
 
     snap = commands.add_parser(
@@ -252,6 +254,36 @@ def _add_registry_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="reader processes for the inventory (default 1, or $ACR_RETENTION_PROCESSES): the SDK's"
         " listing is CPU-bound, so a registry of millions of manifests reads faster with one per core",
+    )
+
+
+def _add_in_use_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "in-use protection",
+        "Images that clusters run or will run (pods, and the pod templates of deployments, statefulsets,"
+        " daemonsets, replicasets, jobs and cronjobs) are never deleted. Every source is read whole before"
+        " planning; one that cannot be read stops the run (exit 1).",
+    )
+    group.add_argument(
+        "--in-use-cluster",
+        action="append",
+        default=[],
+        metavar="CONTEXT",
+        help="protect what this kubeconfig context's cluster uses (repeatable); 'in-cluster' is the"
+        " cluster this runs in, through its service account",
+    )
+    group.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="kubeconfig for --in-use-cluster (default: $KUBECONFIG, then ~/.kube/config)",
+    )
+    group.add_argument(
+        "--in-use-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="protect what the objects in FILE use: the JSON of `kubectl get pods,deployments,statefulsets,"
+        "daemonsets,replicasets,jobs,cronjobs -A -o json` (repeatable)",
     )
 
 

@@ -25,9 +25,12 @@ from retention.errors import (
     RetentionError,
     UsageError,
 )
+from retention.inuse import ImageUses, InUseError
+from retention.inuse.files import read_file
 from retention.pipeline import plan_from_registry, plan_from_snapshot, snapshot_registry
 from retention.plan import iter_plan_json
 from retention.planfile import load_plan, plan_key
+from retention.policy import InUseSetting
 from retention.policyload import load_policy, validate
 from retention.registry import Connection, RegistryTarget
 from retention.render import render_markdown, render_text
@@ -38,8 +41,10 @@ if TYPE_CHECKING:
     from typing import IO
 
     from retention.apply import ApplyResult
+    from retention.inuse import InUse
     from retention.metrics import Pushgateway
     from retention.plan import Plan
+    from retention.policy import Policy
 
 
 @dataclass
@@ -67,19 +72,23 @@ def cmd_plan(args: argparse.Namespace, run: Run) -> int:
     policy = load_policy(policy_paths, limit=args.max_policy_size)
     now: datetime = args.now or datetime.now(UTC)
     if args.snapshot:
+        uses = image_uses(args, policy)
         plan = plan_from_snapshot(
-            policy, args.snapshot, now=now, max_deletes=args.max_deletes, limit=args.max_input_size
+            policy, args.snapshot, now=now, max_deletes=args.max_deletes, limit=args.max_input_size, uses=uses
         )
     else:
         connection = _connection(args, fallback=policy.registry)
         run.registry = connection.target.login_server
+        uses = image_uses(args, policy)
+        taken_at = datetime.now(UTC)
         plan = plan_from_registry(
             policy,
             connection,
             now=now,
-            taken_at=datetime.now(UTC),
+            taken_at=taken_at,
             max_deletes=args.max_deletes,
             repositories=args.repository,
+            in_use=_in_registry(uses, connection, policy),
         )
     run.registry = run.registry or plan.registry
     run.plan = plan
@@ -133,6 +142,14 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
                     f" {plan.policy_sha256[:12]}, --policy {given.sha256[:12]}); drop --policy to apply"
                     " the plan as it is, or make a new plan"
                 )
+        if plan.in_use_sources and not (args.in_use_cluster or args.in_use_file):
+            # What runs now may not be what ran at plan time: apply looks again, or does not run.
+            raise PlanRefusedError(
+                f"the plan was made with in-use protection ({', '.join(plan.in_use_sources)}); give apply"
+                " --in-use-cluster or --in-use-file too, so that it sees what runs now"
+            )
+        uses = image_uses(args, policy)
+        in_use = _in_registry(uses, connection, policy, plan.registry)
     else:
         paths = args.policy or (
             [os.environ["ACR_RETENTION_POLICY"]] if "ACR_RETENTION_POLICY" in os.environ else []
@@ -142,6 +159,8 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
         policy = load_policy(paths, limit=args.max_policy_size)
         connection = _connection(args, fallback=policy.registry)
         run.registry = connection.target.login_server
+        uses = image_uses(args, policy)
+        in_use = _in_registry(uses, connection, policy)
         plan = plan_from_registry(
             policy,
             connection,
@@ -149,6 +168,7 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
             taken_at=started,
             max_deletes=args.max_deletes,
             repositories=args.repository,
+            in_use=in_use,
         )
     if args.max_deletes is not None:
         limits = [x for x in (plan.max_deletes, args.max_deletes) if x is not None]
@@ -180,6 +200,7 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
         budgets=budgets,
         concurrency=args.concurrency,
         stderr=sys.stderr,
+        in_use=in_use,
     )
     if not args.report:
         run.applied = execute(report=sys.stdout)
@@ -212,6 +233,45 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         duration_s=round(time.perf_counter() - started, 3),
     )
     return EXIT_OK
+
+
+def image_uses(args: argparse.Namespace, policy: Policy) -> ImageUses | None:
+    """Every in-use source the command line names, read whole; None when it names none.
+    Raises InUseError (fail closed) and RetentionError when the policy requires a source."""
+    files: list[str] = args.in_use_file
+    clusters: list[str] = args.in_use_cluster
+    if not files and not clusters:
+        if policy.settings.in_use is InUseSetting.REQUIRED:
+            raise InUseError(
+                "the policy requires in-use protection (settings.in_use: required): give --in-use-cluster"
+                " CONTEXT or --in-use-file FILE"
+            )
+        return None
+    started = time.perf_counter()
+    uses = ImageUses()
+    for path in files:
+        uses += read_file(path, limit=args.max_input_size)
+    if clusters:
+        from retention.inuse.cluster import read_cluster  # noqa: PLC0415 - imports the kubernetes client
+
+        for context in clusters:
+            uses += read_cluster(context, kubeconfig=args.kubeconfig)
+    logs.get_logger().info(
+        "in_use_read",
+        sources=list(uses.sources),
+        references=len(uses.references),
+        unparsable=uses.unparsable,
+        duration_s=round(time.perf_counter() - started, 3),
+    )
+    return uses
+
+
+def _in_registry(
+    uses: ImageUses | None, connection: Connection, policy: Policy, *names: str | None
+) -> InUse | None:
+    if uses is None:
+        return None
+    return uses.in_registry([connection.target.login_server, policy.registry, *names])
 
 
 def _connection(args: argparse.Namespace, *, fallback: str | None) -> Connection:

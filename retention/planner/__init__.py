@@ -40,6 +40,7 @@ from retention.plan import (
 )
 from retention.planner.decide import Decision, Pins, decide, kept_reasons, settle
 from retention.planner.graph import build_graph, subjects_of
+from retention.planner.inuse import in_use_reasons
 from retention.planner.locks import CONFLICTS_SHOWN, deletions_reshape, lock_actions
 from retention.planner.matching import RuleCheck, could_match, match_rules
 from retention.policy import OrderBy, Policy, RuleAction
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from datetime import datetime
 
+    from retention.inuse import InUse
     from retention.inventory import Repository
 
 __all__ = ["could_match", "make_plan", "subjects_of"]
@@ -70,6 +72,7 @@ def make_plan(
     max_deletes: int | None = None,
     taken_at: datetime | None = None,
     fingerprints: bool = True,
+    in_use: InUse | None = None,
 ) -> Plan:
     """Plan every repository. `max_deletes` (the command line's) and the policy's: the smaller wins.
 
@@ -77,6 +80,9 @@ def make_plan(
     leaves standing there (`plan.standing_fingerprint`), which lets `apply` skip planning an
     unchanged repository again; a plan of a snapshot, which cannot vouch for the registry, goes
     without (about a tenth of the planning time).
+
+    `in_use` is what clusters run or will run (retention.inuse): those manifests, and the indexes
+    and subjects above them, are kept whatever the rules say (policy.md §4, step 0).
 
     Raises PlanningError when lock rules conflict; the message lists every conflict.
     """
@@ -87,7 +93,9 @@ def make_plan(
     summaries: list[RepositorySummary] = []
     conflicts: list[str] = []
     for repository in repositories:
-        planned = _plan_repository(policy, checks, repository, conflicts, fingerprints=fingerprints)
+        planned = _plan_repository(
+            policy, checks, repository, conflicts, fingerprints=fingerprints, in_use=in_use
+        )
         actions.extend(planned.actions)
         kept.extend(planned.kept)
         untouched.extend(planned.untouched)
@@ -112,6 +120,7 @@ def make_plan(
         repositories=tuple(summaries),
         taken_at=taken_at,
         policy_document=policy.canonical or None,
+        in_use_sources=in_use.sources if in_use is not None else None,
     )
 
 
@@ -122,6 +131,7 @@ def _plan_repository(
     conflicts: list[str],
     *,
     fingerprints: bool,
+    in_use: InUse | None,
 ) -> _RepositoryPlan:
     name = repository.name
     checks = [c for c in all_checks if c.rule.matches_repository(name)]
@@ -131,21 +141,35 @@ def _plan_repository(
     include_locked = policy.settings.include_locked
 
     matched = match_rules(checks, images, by_created=by_created)
+    used = in_use.used(repository) if in_use is not None else {}
+    protected = in_use_reasons(nodes, used) if used else {}
 
     decisions: dict[str, Decision] = {}
     reasons: dict[str, list[str]] = {}
     for manifest in images:
-        rules = matched.get(manifest.digest)
-        if not rules:
-            decisions[manifest.digest] = Decision.UNTOUCHED
-            continue
-        decision, why = decide(rules, locked=manifest.locked, include_locked=include_locked)
-        decisions[manifest.digest] = decision
-        reasons[manifest.digest] = why
+        digest = manifest.digest
+        rules = matched.get(digest)
+        decision, why = (
+            decide(rules, locked=manifest.locked, include_locked=include_locked)
+            if rules
+            else (Decision.UNTOUCHED, [])
+        )
+        if digest in protected:
+            # In use beats every rule (step 0): the rules that would have deleted it are named.
+            if decision is Decision.DELETE:
+                why = [f"saved-from:{r.removeprefix('delete:')}" for r in why]
+            decision, why = Decision.KEEP, [*protected[digest], *why]
+        decisions[digest] = decision
+        if why:
+            reasons[digest] = why
 
-    deleted, cascade_locked, pinned, holders = settle(nodes, decisions, include_locked, repository.unreadable)
+    # Used dependents (an index's platform, an attachment) are pinned like a kept referrer.
+    in_use_pins = {d: "in-use" for d in protected if nodes[d].is_dependent}
+    deleted, cascade_locked, pinned, holders = settle(
+        nodes, decisions, include_locked, repository.unreadable, in_use_pins
+    )
     kept_digests = kept_reasons(
-        nodes, decisions, deleted, cascade_locked, Pins(pinned, holders, include_locked)
+        nodes, decisions, deleted, cascade_locked, Pins(pinned, holders, include_locked, protected)
     )
 
     actions: list[Action] = []

@@ -3,7 +3,7 @@ own cascade, fail closed. Pure."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -36,7 +36,11 @@ def decide(rules: list[Rule], *, locked: bool, include_locked: bool) -> tuple[De
 
 
 def settle(
-    nodes: dict[str, Node], decisions: dict[str, Decision], include_locked: bool, unreadable: str | None
+    nodes: dict[str, Node],
+    decisions: dict[str, Decision],
+    include_locked: bool,
+    unreadable: str | None,
+    in_use: dict[str, str] | None = None,
 ) -> tuple[dict[str, None], dict[str, list[str]], dict[str, str], set[str]]:
     """Deletions that agree with the registry's own cascade; returns them, the spared locked
     dependents, the manifests pinned (never deleted) with why, and the referrers that pinned one.
@@ -45,9 +49,11 @@ def settle(
     index lists it, it is locked, it is on a cycle) would vanish all the same, so its subject is
     pinned, and deletions are computed again: pins only grow and deletions only shrink, so this
     ends. At the end every referrer of a deleted manifest is deleted in the plan too.
+
+    `in_use` dependents are pinned from the start.
     """
     cycle = "on a reference cycle: cycles are never deleted"
-    pinned = dict.fromkeys(on_cycles(nodes), cycle)
+    pinned = {**dict.fromkeys(on_cycles(nodes), cycle), **(in_use or {})}
     holders: set[str] = set()
     while True:
         deleted, spared = _deletions(nodes, decisions, include_locked=include_locked, pinned=pinned)
@@ -119,12 +125,15 @@ class Pins:
     pinned: dict[str, str]  # digest -> why it may not be deleted
     holders: set[str]  # referrers whose staying pinned their subject
     include_locked: bool
+    in_use: dict[str, list[str]] = field(default_factory=dict)  # retention.planner.inuse
 
     def reasons(self, node: Node, why: list[str]) -> list[str]:
-        """`why`, led by the pin on this manifest and, for a locked referrer that held its
-        subject, by "locked": the start of the chain an operator follows back."""
+        """`why`, led by the pin on this manifest (in-use first) and, for a locked referrer that
+        held its subject, by "locked": the start of the chain an operator follows back."""
         digest = node.manifest.digest
-        if digest in self.pinned:
+        if digest in self.in_use:
+            why = [*self.in_use[digest], *why]
+        elif digest in self.pinned:
             why = [self.pinned[digest], *why]
         if (
             digest in self.holders

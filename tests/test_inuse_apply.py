@@ -1,0 +1,152 @@
+"""In-use protection holds through apply: what a cluster started to run between plan and apply is
+not deleted, and a plan made with protection is not applied without it. Real SDK, real HTTPS,
+the emulator; the in-use source is a `kubectl get -o json` file written between the two steps,
+as a deploy would change the cluster."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests import pushes
+from tests.conftest import run_cli
+from tests.test_apply_safety import LATER, apply, client, deleted, save_plan, state, write_policy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from azure.containerregistry import ContainerRegistryClient
+
+    from tests.emulator import Emulator
+
+__all__ = ["client"]  # the fixture, shared with test_apply_safety
+
+POLICY = """
+version: 1
+rules:
+  - {name: prune-builds, action: delete, tags: ['build-\\d+'], older_than: 30d}
+  - {name: prune-untagged, action: delete, tag_state: untagged, older_than: 30d}
+"""
+
+
+def deployment(name: str, image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "prod"},
+        "spec": {"replicas": 0, "template": {"spec": {"containers": [{"name": "main", "image": image}]}}},
+    }
+
+
+def write_in_use(path: Path, *items: dict[str, Any]) -> Path:
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": list(items)}))
+    return path
+
+
+def build_registry(sdk: ContainerRegistryClient) -> dict[str, str]:
+    made = {
+        "c1": pushes.push_image(sdk, "app", salt="c1"),
+        "c2": pushes.push_image(sdk, "app", salt="c2", platform="linux/arm64"),
+        "b2": pushes.push_image(sdk, "app", tag="build-2", salt="b2"),
+        "b3": pushes.push_image(sdk, "app", tag="build-3", salt="b3"),
+    }
+    made["b1"] = pushes.push_index(sdk, "app", [made["c1"], made["c2"]], tag="build-1")
+    return made
+
+
+@pytest.mark.usefixtures("credential")
+@pytest.mark.parametrize("reference", ["digest", "tag", "platform"])
+def test_what_a_cluster_started_to_run_after_the_plan_is_not_deleted(
+    emulator: Emulator,
+    client: ContainerRegistryClient,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    reference: str,
+) -> None:
+    """The plan deletes build-1 (an index), its two platforms, build-2 and build-3. Then a deploy
+    starts using build-1 (by digest, by tag, or one platform by digest, as a node reports it).
+    apply, reading the cluster again, deletes build-2 and build-3 only, and says why not the rest."""
+    made = build_registry(client)
+    host = emulator.endpoint.removeprefix("https://")
+    policy = write_policy(tmp_path, POLICY)
+    saved = save_plan(emulator, policy, tmp_path, capsys)
+    assert deleted(json.loads(saved.read_text())) == set(made.values())
+    image = {
+        "digest": f"{host}/app@{made['b1']}",
+        "tag": f"{host}/app:build-1",
+        "platform": f"docker-pullable://{host}/app@{made['c2']}",
+    }[reference]
+    cluster = write_in_use(tmp_path / "cluster.json", deployment("web", image))
+
+    code, outcomes, err = apply(
+        emulator, tmp_path, capsys, "--plan", str(saved), "--in-use-file", str(cluster)
+    )
+
+    assert code == 0, err
+    assert set(state(emulator)) == {made["b1"], made["c1"], made["c2"]}
+    assert (outcomes[made["b2"]]["outcome"], outcomes[made["b3"]]["outcome"]) == ("done", "done")
+    used = made["c2"] if reference == "platform" else made["b1"]
+    assert outcomes[used]["outcome"] == "drifted"
+    assert outcomes[used]["detail"].startswith("it is in use now, and a plan of it now keeps it: in-use: ")
+    assert f"Deployment prod/web in {cluster}" in outcomes[used]["detail"]
+    for digest in (made["b1"], made["c1"], made["c2"]):
+        assert outcomes[digest]["outcome"] == "drifted", outcomes[digest]
+
+
+@pytest.mark.usefixtures("credential")
+def test_apply_with_a_policy_keeps_what_the_cluster_runs(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = build_registry(client)
+    host = emulator.endpoint.removeprefix("https://")
+    policy = write_policy(tmp_path, POLICY)
+    cluster = write_in_use(tmp_path / "cluster.json", deployment("web", f"{host}/app:build-3"))
+
+    code, outcomes, err = apply(
+        emulator, tmp_path, capsys, "--policy", str(policy), "--in-use-file", str(cluster)
+    )
+
+    assert code == 0, err
+    assert set(state(emulator)) == {made["b3"]}
+    assert made["b3"] not in outcomes
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_plan_made_with_protection_is_not_applied_without_it(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = build_registry(client)
+    policy = write_policy(tmp_path, POLICY)
+    cluster = write_in_use(tmp_path / "cluster.json")
+    saved = tmp_path / "plan.json"
+    code, _, err = run_cli(
+        [
+            "plan",
+            "--policy",
+            str(policy),
+            "--registry",
+            emulator.endpoint,
+            "--now",
+            LATER,
+            "--in-use-file",
+            str(cluster),
+            "--save-plan",
+            str(saved),
+            "--out",
+            str(tmp_path / "plan.txt"),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 1
+    assert outcomes == {}
+    assert set(state(emulator)) == set(made.values())
+    assert err.splitlines()[-1] == (
+        f"acr-retention: error: the plan was made with in-use protection (file {cluster}); give apply"
+        " --in-use-cluster or --in-use-file too, so that it sees what runs now"
+    )
