@@ -22,6 +22,7 @@ import yaml
 from retention import registry
 from retention.cli import build_parser, main
 from retention.errors import EXIT_ERROR, EXIT_OK, EXIT_OVER_LIMIT, EXIT_USAGE
+from retention.inuse.cluster import IN_CLUSTER, RESOURCES
 from tests.tools import require_tool
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ RESTRICTED_VOLUME_TYPES = {
     "projected",
     "secret",
 }
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 MAIN = "acr-retention"
 INIT = "validate-policy"
 
@@ -115,7 +117,14 @@ def dockerfile_user() -> tuple[int, int]:
 def test_every_rendered_resource_is_valid_for_the_api_server(name: str, version: str) -> None:
     """Each resource passes the API's schema for that Kubernetes version, unknown fields refused."""
     docs = render(name)
-    assert {doc["kind"] for doc in docs} == {"Namespace", "ServiceAccount", "ConfigMap", "CronJob"}
+    assert {doc["kind"] for doc in docs} == {
+        "Namespace",
+        "ServiceAccount",
+        "ConfigMap",
+        "CronJob",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    }
     for doc in docs:
         kubernetes_validate.validate(doc, version, strict=True)
 
@@ -223,7 +232,7 @@ def test_pods_meet_the_restricted_pod_security_standard(name: str) -> None:
     namespace = one(docs, "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     for doc in docs:
-        if doc["kind"] != "Namespace":
+        if doc["kind"] not in CLUSTER_SCOPED:
             assert doc["metadata"]["namespace"] == namespace["metadata"]["name"]
 
 
@@ -334,3 +343,47 @@ def test_deployed_policies_are_the_combined_example() -> None:
     deployed = {p.name: p.read_bytes() for p in (DEPLOY / "base" / "policies").iterdir()}
     example = {p.name: p.read_bytes() for p in (ROOT / "policies" / "combined").iterdir()}
     assert deployed == example, "copy policies/combined/* to deploy/base/policies/ again"
+
+
+@pytest.mark.parametrize("name", ["dry-run", "apply"])
+def test_the_job_protects_what_its_own_cluster_runs_with_read_only_access(name: str) -> None:
+    """Both the dry run and apply read this cluster (in-cluster) before planning: through a token
+    mounted only into the main container, where the Kubernetes client looks for it, for a
+    ClusterRole that may get and list exactly the kinds the tool reads, and nothing else."""
+    docs = render(name)
+    args = command(docs)
+    assert args.in_use_cluster == [IN_CLUSTER]
+    account = one(docs, "ServiceAccount")["metadata"]["name"]
+    namespace = one(docs, "Namespace")["metadata"]["name"]
+    role = one(docs, "ClusterRole")
+    granted = {
+        (group, resource): sorted(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    read = {
+        ("" if path.startswith("/api/") else path.split("/")[2], plural)
+        for _, plural, paths in RESOURCES
+        for path in paths
+    }
+    assert granted == {key: ["get", "list"] for key in read}
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
+    mounts = {m["name"]: m for m in container(docs, MAIN)["volumeMounts"]}
+    token = mounts["kube-api-access"]
+    assert (token["mountPath"], token["readOnly"]) == ("/var/run/secrets/kubernetes.io/serviceaccount", True)
+    assert "kube-api-access" not in {m["name"] for m in container(docs, INIT)["volumeMounts"]}
+    volume = next(v for v in pod_spec(docs)["volumes"] if v["name"] == "kube-api-access")
+    sources = volume["projected"]["sources"]
+    assert sources[0]["serviceAccountToken"]["path"] == "token"
+    assert sources[0]["serviceAccountToken"]["expirationSeconds"] <= 3600
+    assert sources[1]["configMap"] == {
+        "name": "kube-root-ca.crt",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }

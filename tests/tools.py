@@ -57,6 +57,14 @@ TOOLS = {
             f"{KUBECTL_SOURCE} (Debian's kubernetes-client is too old for kustomize v5)",
         ),
         Tool("git", "clone this repository for the README's commands", "git"),
+        Tool(
+            "kube-apiserver",
+            "test in-use protection against a real API server",
+            None,
+            "`.ci/kube-apiserver.sh DIR` (builds v1.20.2 from Debian's source package, about 5 minutes);"
+            " then put DIR/bin on PATH",
+        ),
+        Tool("etcd", "run the API server for the in-use tests", "etcd-server"),
     )
 }
 
