@@ -120,6 +120,7 @@ def test_github_workflow_runs_on_policy_changes_with_least_privilege() -> None:
     assert workflow["permissions"] == {}
     assert workflow["jobs"]["validate"]["permissions"] == {"contents": "read"}
     assert github_plan_job()["permissions"] == {"contents": "read", "id-token": "write"}
+    assert workflow["jobs"]["in-use"]["permissions"] == {"contents": "read", "id-token": "write"}
     uses = [step.get("uses", "") for step in github_plan_job()["steps"]]
     assert any(action.startswith("azure/login@") for action in uses)
 
@@ -141,6 +142,8 @@ def runner(tmp_path: Path) -> Path:
         "repositories": [],
     }
     (tmp_path / "empty.json").write_text(json.dumps(empty))
+    # What the in-use job's artifact holds: here, a List of nothing.
+    (tmp_path / "work" / "in-use.json").write_text('{"apiVersion": "v1", "kind": "List", "items": []}')
     return tmp_path
 
 
@@ -223,3 +226,22 @@ def test_azure_plan_step_maps_the_exit_code(runner: Path, code: int, step_exit: 
     assert ("type=error" in step.stdout) == (code == EXIT_OVER_LIMIT)
     if uploaded:
         assert (staging / "plan.md").read_text().startswith("#")
+
+
+def test_github_plan_keeps_what_the_cluster_runs() -> None:
+    """The plan reads the in-use job's export (kubectl's JSON of every kind that runs pods) from its
+    artifact, so a pull request's plan keeps what the cluster runs, as the CronJob's does."""
+    jobs = load(GITHUB)["jobs"]
+    assert github_plan_job()["needs"] == ["validate", "in-use"]
+    (plan,) = [args for args in parsed(GITHUB) if args.command == "plan"]
+    assert plan.in_use_file == ["in-use.json"]
+    downloads = [
+        s for s in github_plan_job()["steps"] if s.get("uses", "").startswith("actions/download-artifact@")
+    ]
+    uploads = [s for s in jobs["in-use"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert downloads[0]["with"]["name"] == uploads[0]["with"]["name"]
+    assert uploads[0]["with"]["path"] == "in-use.json"
+    export = next(s["run"] for s in jobs["in-use"]["steps"] if "kubectl get" in s.get("run", ""))
+    assert (
+        "kubectl get pods,deployments,statefulsets,daemonsets,replicasets,jobs,cronjobs -A -o json" in export
+    )
