@@ -560,8 +560,8 @@ def golden_lines(path: Path) -> list[str]:
     ]
     lines.append(f"unparsable: {found.unparsable}")
     protected = found.in_registry(["myreg.azurecr.io"])
-    for repository, use in sorted(protected.repositories.items()):
-        lines.append(f"{repository}: tags {sorted(use.tags)} digests {sorted(use.digests)}")
+    for name, use in sorted(protected.repositories.items()):
+        lines.append(f"{name}: tags {sorted(use.tags)} digests {sorted(use.digests)}")
     return lines
 
 
