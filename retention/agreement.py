@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from retention.plan import DeleteManifest, SetManifestProperties, SetTagProperties
+from retention.inventory import BLOCKING
+from retention.plan import DeleteManifest, DeleteTag, SetManifestProperties, SetTagProperties
 from retention.planner import subjects_of
 from retention.timefmt import format_time
 
@@ -60,8 +61,10 @@ def agree(actions: Sequence[Action], current: Repository, *, fresh: Plan | None)
     reasons: dict[int, str] = {}
     fresh_actions = _by_target(fresh.actions) if fresh is not None else {}
     fresh_reasons = _fresh_reasons(fresh, current) if fresh is not None else {}
+    # The plan's own untags: a tag they remove (now, or in an earlier run cut short) is no drift.
+    untagged = {(a.digest, a.tag) for a in actions if isinstance(a, DeleteTag)}
     for position, action in enumerate(actions):
-        verdict, why = _one(action, manifests, fresh, fresh_actions, fresh_reasons)
+        verdict, why = _one(action, manifests, fresh, fresh_actions, fresh_reasons, untagged=untagged)
         verdicts.append(verdict)
         if why is not None:
             reasons[position] = why
@@ -75,6 +78,8 @@ def _one(
     fresh: Plan | None,
     fresh_actions: dict[tuple[str, str, str], Action],
     fresh_reasons: dict[str, str],
+    *,
+    untagged: set[tuple[str, str]],
 ) -> tuple[Verdict, str | None]:
     match action:
         case DeleteManifest():
@@ -89,11 +94,14 @@ def _one(
                 changed = "it is in use now" if "in-use" in now else "the repository changed since the plan"
                 drift = f"{changed}, and a plan of it now {now}"
             return (Verdict.DRIFTED, drift) if drift is not None else (Verdict.RUN, None)
+        case DeleteTag():
+            return _untag_verdict(action, manifests, fresh, fresh_actions)
         case SetManifestProperties():
             manifest = manifests.get(action.digest)
             if manifest is None:
                 return Verdict.GONE, None
-            if sorted(manifest.tag_names) != sorted(action.tags):
+            standing = sorted(t for t in manifest.tag_names if (action.digest, t) not in untagged)
+            if standing != sorted(t for t in action.tags if (action.digest, t) not in untagged):
                 return Verdict.DRIFTED, f"tags are now {sorted(manifest.tag_names)}"
             return _property_verdict(action, manifest.value, fresh, fresh_actions)
         case SetTagProperties():
@@ -103,6 +111,32 @@ def _one(
                 moved = any(action.tag in m.tag_names for m in manifests.values())
                 return (Verdict.DRIFTED, "tag moved") if moved else (Verdict.GONE, None)
             return _property_verdict(action, tag.value, fresh, fresh_actions)
+
+
+def _untag_verdict(
+    action: DeleteTag,
+    manifests: dict[str, Manifest],
+    fresh: Plan | None,
+    fresh_actions: dict[tuple[str, str, str], Action],
+) -> tuple[Verdict, str | None]:
+    """policy.md §5a: a tag that now names another digest, or was updated or locked since the
+    plan, stays (drifted); one that is gone needs nothing."""
+    holder = manifests.get(action.digest)
+    tag = next((t for t in holder.tags if t.name == action.tag), None) if holder is not None else None
+    if tag is None:
+        other = next((m.digest for m in manifests.values() if action.tag in m.tag_names), None)
+        if other is None:
+            return Verdict.GONE, None
+        return Verdict.DRIFTED, f"the tag now names {other}, the plan saw {action.digest}"
+    if tag.updated_at != action.updated_at:
+        when = format_time(tag.updated_at) if tag.updated_at else "at an unknown time"
+        return Verdict.DRIFTED, f"the tag was updated {when} since the plan"
+    added = [str(p) for p in BLOCKING if not tag.value(p) and p not in action.locked]
+    if added:
+        return Verdict.DRIFTED, f"the tag was locked since the plan ({', '.join(added)} false)"
+    if fresh is not None and _target(action) not in fresh_actions:
+        return Verdict.DRIFTED, "the repository changed since the plan, and a plan of it now keeps the tag"
+    return Verdict.RUN, None
 
 
 def delete_drift(action: DeleteManifest, manifest: Manifest) -> str | None:
@@ -215,7 +249,7 @@ def _close(
 
 
 def _target(action: Action) -> tuple[str, str, str]:
-    if isinstance(action, SetTagProperties):
+    if isinstance(action, SetTagProperties | DeleteTag):
         return (str(action.op), action.digest, action.tag)
     return (str(action.op), action.digest, "")
 

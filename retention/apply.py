@@ -21,7 +21,7 @@ from retention import logs
 from retention.errors import EXIT_ERROR, EXIT_OK, EXIT_OVER_LIMIT, AccessDeniedError, RetentionError
 from retention.executor import Execution, Limits, Outcome, Record, execute
 from retention.matchers import compile_globs
-from retention.plan import DeleteManifest
+from retention.plan import DeleteManifest, DeleteTag
 from retention.policyload import policy_from_canonical
 from retention.ratelimit import SKU_LIMITS, AdaptiveLimiter, OperationClass
 from retention.registry import RegistryWriter, close_credential
@@ -53,6 +53,7 @@ class ApplyResult:
 
     exit_code: int
     manifests_deleted: int = 0
+    tags_deleted: int = 0
     property_changes: int = 0
     already_gone: int = 0
     drifted: int = 0
@@ -149,10 +150,9 @@ def confirm(plan: Plan, *, assume_yes: bool, stdin: IO[str], stderr: IO[str]) ->
         return True
     if not stdin.isatty():
         raise RetentionError("refusing to apply without --yes: standard input is not a terminal")
-    deletes = plan.delete_count
-    changes = len(plan.actions) - deletes
+    changes = len(plan.actions) - plan.delete_count
     stderr.write(
-        f"Apply to {plan.registry}: delete {deletes} manifests"
+        f"Apply to {plan.registry}: delete {plan.deletions()}"
         f" (≤ {human_bytes(plan.bytes_upper_bound)}, upper bound) and make {changes} property changes?"
         " Type 'yes' to continue: "
     )
@@ -205,7 +205,7 @@ def run_apply(
     log = logs.get_logger()
     if plan.over_limit:
         stderr.write(
-            f"acr-retention: refusing to apply: the plan deletes {plan.delete_count} manifests, more than"
+            f"acr-retention: refusing to apply: the plan deletes {plan.deletions()}, more than"
             f" max_deletes {plan.max_deletes}; nothing was changed\n"
         )
         return ApplyResult(exit_code=EXIT_OVER_LIMIT)
@@ -234,6 +234,7 @@ def run_apply(
     counts = Counter(r.outcome for r in records)
     deleted = [r for r in records if isinstance(r.action, DeleteManifest) and r.outcome is Outcome.DONE]
     freed = sum(r.action.size_bytes or 0 for r in deleted if isinstance(r.action, DeleteManifest))
+    untagged = sum(isinstance(r.action, DeleteTag) and r.outcome is Outcome.DONE for r in records)
     throttled = sum(limiter.throttled_count for limiter in limiters.values())
     duration = time.monotonic() - started
     log.info(
@@ -241,13 +242,15 @@ def run_apply(
         registry=plan.registry,
         **{str(k).replace("-", "_"): v for k, v in sorted(counts.items())},
         deleted_manifests=len(deleted),
+        deleted_tags=untagged,
         bytes_upper_bound=freed,
         throttled=throttled,
         duration_s=round(duration, 3),
     )
-    changed = counts[Outcome.DONE] - len(deleted)
+    changed = counts[Outcome.DONE] - len(deleted) - untagged
+    removed = f" {untagged} tags removed," if untagged else ""
     stderr.write(
-        f"Applied: {len(deleted)} manifests deleted (≤ {human_bytes(freed)} freed, upper bound),"
+        f"Applied: {len(deleted)} manifests deleted (≤ {human_bytes(freed)} freed, upper bound),{removed}"
         f" {changed} property changes, {counts[Outcome.ALREADY_GONE]} already gone,"
         f" {counts[Outcome.DRIFTED]} drifted,"
         f" {counts[Outcome.FAILED]} failed, {counts[Outcome.SKIPPED]} skipped; {throttled} throttled answers;"
@@ -266,6 +269,7 @@ def run_apply(
     return ApplyResult(
         exit_code=exit_code,
         manifests_deleted=len(deleted),
+        tags_deleted=untagged,
         property_changes=changed,
         already_gone=counts[Outcome.ALREADY_GONE],
         drifted=counts[Outcome.DRIFTED],

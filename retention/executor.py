@@ -37,11 +37,12 @@ import structlog
 
 from retention.agreement import Verdict, agree
 from retention.errors import AccessDeniedError, WriteFailedError
-from retention.inventory import Property, Repository
+from retention.inventory import BLOCKING, Property, Repository
 from retention.needs import PolicyNeeds
 from retention.plan import (
     Action,
     DeleteManifest,
+    DeleteTag,
     SetManifestProperties,
     SetTagProperties,
     action_to_json,
@@ -76,6 +77,7 @@ class Writer(Protocol):
     async def listing(self, repository: str, needs: Needs) -> Listing | None: ...
     async def complete(self, listing: Listing, needs: Needs) -> Repository: ...
     async def delete_manifest(self, repository: str, digest: str) -> bool: ...
+    async def delete_tag(self, repository: str, tag: str) -> bool: ...
     async def set_manifest_properties(
         self, repository: str, digest: str, changes: dict[str, bool]
     ) -> bool: ...  # False: the manifest is gone
@@ -250,6 +252,7 @@ async def _repository(scope: _Scope, run: Execution) -> None:
     agreement = agree(actions, current, fresh=fresh)
     manifests = {m.digest: m for m in current.manifests}
     deletes: list[DeleteManifest] = []
+    untags: list[DeleteTag] = []
     for position, action in enumerate(actions):
         verdict = agreement.verdicts[position]
         if verdict is Verdict.GONE:
@@ -260,6 +263,12 @@ async def _repository(scope: _Scope, run: Execution) -> None:
             run.record(action, Outcome.SKIPPED, agreement.reasons.get(position))
         elif isinstance(action, DeleteManifest):
             deletes.append(action)
+        elif isinstance(action, DeleteTag):
+            untags.append(action)
+    # Untags first (policy.md §5a): the plan's deletes were decided on the repository without them.
+    await asyncio.gather(*(_untag(action, manifests, run) for action in untags))
+    if run.stop.is_set():
+        return
     await _deletes(deletes, manifests, run)
     for action, verdict in zip(actions, agreement.verdicts, strict=True):
         if run.stop.is_set():
@@ -412,6 +421,59 @@ async def _relock(
     if failures:
         log.error("lock_not_restored", repository=repository, digest=action.digest, errors=failures)
         return "; its locks could not all be restored (" + "; ".join(failures) + ")"
+    return "; the locks it had were restored"
+
+
+async def _untag(action: DeleteTag, manifests: dict[str, Manifest], run: Execution) -> None:
+    """Unlock the tag where the plan said so, then remove it: one step, as for a manifest. Whatever
+    ends it early after an unlock puts back the locks the plan saw."""
+    if run.stop.is_set():
+        return
+    tag = next(t for t in manifests[action.digest].tags if t.name == action.tag)
+    blocking = [p for p in BLOCKING if not tag.value(p)]  # the agreement allowed only the plan's own
+    writer = run.writer
+    unlocked: list[Property] = []
+    try:
+        if blocking:
+            changes = {p.attribute: True for p in blocking}
+            call = partial(writer.set_tag_properties, action.repository, action.tag, changes)
+            if not await run.attempt(OperationClass.WRITE, call):
+                run.record(action, Outcome.ALREADY_GONE)
+                return
+            unlocked.extend(blocking)
+        removed = await run.attempt(
+            OperationClass.DELETE, lambda: writer.delete_tag(action.repository, action.tag)
+        )
+    except (WriteFailedError, AccessDeniedError) as exc:
+        detail = str(exc) + await _relock_tag(action, blocking, unlocked, run)
+        run.record(action, Outcome.FAILED, detail)
+        if isinstance(exc, AccessDeniedError):
+            raise
+        return
+    except BaseException:
+        await _relock_tag(action, blocking, unlocked, run)
+        raise
+    run.record(action, Outcome.DONE if removed else Outcome.ALREADY_GONE)
+
+
+async def _relock_tag(
+    action: DeleteTag, blocking: list[Property], unlocked: list[Property], run: Execution
+) -> str:
+    """Put back the tag's locks the plan saw that are open now (this run's unlock, or an earlier
+    run's); returns what to add to the failure's detail."""
+    restore = [p for p in action.locked if p not in blocking or p in unlocked]
+    if not restore:
+        return ""
+    changes = {p.attribute: False for p in restore}
+    call = partial(run.writer.set_tag_properties, action.repository, action.tag, changes)
+    failure = None
+    try:
+        await run.attempt(OperationClass.WRITE, call)
+    except (WriteFailedError, AccessDeniedError) as again:
+        failure = str(again)
+    if failure is not None:
+        log.error("lock_not_restored", repository=action.repository, tag=action.tag, errors=[failure])
+        return f"; its locks could not be restored ({failure})"
     return "; the locks it had were restored"
 
 

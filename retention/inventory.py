@@ -151,15 +151,20 @@ Masked = frozenset[tuple[str, "str | None", Property]]
 
 
 def fingerprint(
-    repository: Repository, *, excluding: Collection[str] = (), masked: Masked = frozenset()
+    repository: Repository,
+    *,
+    excluding: Collection[str] = (),
+    untagged: Collection[tuple[str, str]] = frozenset(),
+    masked: Masked = frozenset(),
 ) -> str:
     """A digest of what the listings say about a repository: manifests, times, sizes, attributes
     and tags (with their attributes where they were read).
 
     Two readings with the same fingerprint plan alike under the same policy and `now`, because
     the rest (references, subjects) comes from content, which a digest fixes. A plan records the
-    fingerprint of what it leaves standing: `excluding` the manifests it deletes and with the
-    attributes it sets `masked`, so that its own steps, done by an earlier interrupted run, do not
+    fingerprint of what it leaves standing: `excluding` the manifests it deletes, without the
+    (digest, tag) pairs it removes (`untagged`), and with the attributes it sets `masked`, so that
+    its own steps, done by an earlier interrupted run, do not
     count as a change; `apply` compares it to skip re-planning a repository nobody else touched.
     """
     # Which items have masked attributes: most have none, and their flags take the fast path.
@@ -180,6 +185,8 @@ def fingerprint(
             _flags(manifest, digest, None, masked) if (digest, None) in touched else _plain_flags(manifest),
         ]
         for tag in sorted(manifest.tags, key=lambda t: t.name):
+            if untagged and (digest, tag.name) in untagged:
+                continue
             parts += [tag.name, _moment(tag.created_at), _moment(tag.updated_at)]
             parts.append(
                 _flags(tag, digest, tag.name, masked) if (digest, tag.name) in touched else _plain_flags(tag)

@@ -44,7 +44,11 @@ _METRICS: tuple[tuple[str, str, tuple[Command, ...]], ...] = (
     ("last_run_timestamp_seconds", "Unix time at which the last run ended.", ("plan", "apply")),
     ("run_duration_seconds", "Wall-clock duration of the last run, inventory included.", ("plan", "apply")),
     ("run_exit_code", "Exit code of the last run (0 success).", ("plan", "apply")),
-    ("planned_deletes", "Manifests the last run's plan deletes.", ("plan", "apply")),
+    (
+        "planned_deletes",
+        "Deletions in the last run's plan: manifests and tags (max_deletes counts both).",
+        ("plan", "apply"),
+    ),
     ("planned_property_changes", "Property changes in the last run's plan.", ("plan", "apply")),
     (
         "planned_upper_bound_bytes",
@@ -52,6 +56,7 @@ _METRICS: tuple[tuple[str, str, tuple[Command, ...]], ...] = (
         ("plan", "apply"),
     ),
     ("manifests_deleted", "Manifests the last run deleted.", ("apply",)),
+    ("tags_deleted", "Tags the last run's untag rules removed.", ("apply",)),
     ("property_changes", "Property changes (locks, unlocks) the last run made.", ("apply",)),
     ("actions_failed", "Planned actions that failed in the last run.", ("apply",)),
     ("actions_drifted", "Planned actions skipped in the last run because the item changed.", ("apply",)),
@@ -89,6 +94,7 @@ class RunMetrics:
     planned_property_changes: int = 0
     planned_upper_bound_bytes: int = 0
     manifests_deleted: int = 0
+    tags_deleted: int = 0
     property_changes: int = 0
     actions_failed: int = 0
     actions_drifted: int = 0
@@ -123,6 +129,7 @@ class RunMetrics:
             planned_property_changes=0 if plan is None else len(plan.actions) - deletes,
             planned_upper_bound_bytes=0 if plan is None else plan.bytes_upper_bound,
             manifests_deleted=done.manifests_deleted,
+            tags_deleted=done.tags_deleted,
             property_changes=done.property_changes,
             actions_failed=done.failed,
             actions_drifted=done.drifted,
@@ -141,6 +148,7 @@ class RunMetrics:
             "planned_property_changes": self.planned_property_changes,
             "planned_upper_bound_bytes": self.planned_upper_bound_bytes,
             "manifests_deleted": self.manifests_deleted,
+            "tags_deleted": self.tags_deleted,
             "property_changes": self.property_changes,
             "actions_failed": self.actions_failed,
             "actions_drifted": self.actions_drifted,

@@ -30,6 +30,7 @@ PLAN_FORMAT_VERSION = 1
 
 class Op(StrEnum):
     DELETE_MANIFEST = "delete_manifest"
+    DELETE_TAG = "delete_tag"
     SET_MANIFEST_PROPERTIES = "set_manifest_properties"
     SET_TAG_PROPERTIES = "set_tag_properties"
 
@@ -86,7 +87,26 @@ class SetTagProperties:
         return (self.repository, self.op, self.tag, self.digest)
 
 
-Action = DeleteManifest | SetManifestProperties | SetTagProperties
+@dataclass(frozen=True, slots=True)
+class DeleteTag:
+    """An untag (policy.md §5a): the tag goes, the manifest it names stays for the rest of the policy."""
+
+    op: ClassVar[Op] = Op.DELETE_TAG
+    repository: str
+    tag: str
+    digest: str  # the manifest the tag named when the plan was made
+    reasons: tuple[str, ...]
+    updated_at: datetime | None = None  # the tag's own time when the plan was made
+    unlock_first: bool = False
+    # The tag's properties that blocked its removal when the plan was made (include_locked), which
+    # `unlock_first` sets back to true; a failed removal puts them back.
+    locked: tuple[Property, ...] = ()
+
+    def sort_key(self) -> tuple[str, str, str, str]:
+        return (self.repository, self.op, self.digest, self.tag)
+
+
+Action = DeleteManifest | DeleteTag | SetManifestProperties | SetTagProperties
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +131,13 @@ class RepositorySummary:
     bytes_upper_bound: int
     unreadable: str | None = None  # why this repository deletes nothing (policy.md §4)
     fingerprint: str | None = None  # of the listing planned from (`inventory.fingerprint`)
+    delete_tags: int = 0  # tags that untag rules remove (policy.md §5a)
 
     @property
     def changes(self) -> int:
-        return self.delete_manifests + self.set_manifest_properties + self.set_tag_properties
+        return (
+            self.delete_manifests + self.delete_tags + self.set_manifest_properties + self.set_tag_properties
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +163,23 @@ class Plan:
 
     @property
     def delete_count(self) -> int:
+        """Every deletion, manifests (cascades included) and tags: what max_deletes limits (§6)."""
+        return self.manifest_deletes + self.tag_deletes
+
+    @property
+    def manifest_deletes(self) -> int:
         return sum(r.delete_manifests for r in self.repositories)
+
+    @property
+    def tag_deletes(self) -> int:
+        return sum(r.delete_tags for r in self.repositories)
+
+    def deletions(self) -> str:
+        """`48 manifests`, `48 manifests and 2 tags`: what this plan deletes, in words."""
+        manifests = f"{self.manifest_deletes} manifest{'' if self.manifest_deletes == 1 else 's'}"
+        if not self.tag_deletes:
+            return manifests
+        return f"{manifests} and {self.tag_deletes} tag{'' if self.tag_deletes == 1 else 's'}"
 
     @property
     def over_limit(self) -> bool:
@@ -158,7 +197,8 @@ class Plan:
         return {
             "repositories": len(self.repositories),
             "manifests": sum(r.manifests for r in self.repositories),
-            "delete_manifests": self.delete_count,
+            "delete_manifests": self.manifest_deletes,
+            "delete_tags": self.tag_deletes,
             "set_manifest_properties": sum(r.set_manifest_properties for r in self.repositories),
             "set_tag_properties": sum(r.set_tag_properties for r in self.repositories),
             "kept": sum(r.kept for r in self.repositories),
@@ -191,6 +231,19 @@ def action_to_json(action: Action) -> dict[str, Any]:
             if action.locked:
                 document["locked"] = locked_json(action.locked)
             return document
+        case DeleteTag():
+            document = {
+                "op": str(action.op),
+                "repository": action.repository,
+                "tag": action.tag,
+                "digest": action.digest,
+                "unlock_first": action.unlock_first,
+                "reasons": list(action.reasons),
+                "updated_at": format_time(action.updated_at) if action.updated_at else None,
+            }
+            if action.locked:
+                document["locked"] = [str(prop) for prop in action.locked]
+            return document
         case SetManifestProperties():
             return {
                 "op": str(action.op),
@@ -216,14 +269,17 @@ def standing_fingerprint(repository: Repository, actions: Iterable[Action]) -> s
     manifests they delete, with the attributes they set masked. The planner records it; the
     executor compares it with a fresh listing."""
     deleted: set[str] = set()
+    untagged: set[tuple[str, str]] = set()
     masked: set[tuple[str, str | None, Property]] = set()
     for action in actions:
         if isinstance(action, DeleteManifest):
             deleted.add(action.digest)
+        elif isinstance(action, DeleteTag):
+            untagged.add((action.digest, action.tag))
         else:
             tag = action.tag if isinstance(action, SetTagProperties) else None
             masked.update((action.digest, tag, prop) for prop, _ in action.set)
-    return fingerprint(repository, excluding=deleted, masked=frozenset(masked))
+    return fingerprint(repository, excluding=deleted, untagged=frozenset(untagged), masked=frozenset(masked))
 
 
 def locked_json(locked: tuple[tuple[str | None, Property], ...]) -> dict[str, Any]:
@@ -345,4 +401,6 @@ def _summary_json(summary: RepositorySummary) -> dict[str, Any]:
         document["unreadable"] = summary.unreadable
     if summary.fingerprint is not None:
         document["fingerprint"] = summary.fingerprint
+    if summary.delete_tags:
+        document["delete_tags"] = summary.delete_tags
     return document

@@ -32,6 +32,7 @@ from retention.plan import (
     SIGNATURE_PREFIX,
     Action,
     DeleteManifest,
+    DeleteTag,
     Kept,
     Op,
     Plan,
@@ -179,7 +180,27 @@ def _plan(doc: Any) -> Plan:
     )
     if plan.over_limit != doc.get("over_limit"):
         raise _Bad("$.over_limit", "does not agree with the plan's deletions and max_deletes")
+    _check_counts(plan)
     return plan
+
+
+def _check_counts(plan: Plan) -> None:
+    """max_deletes is checked against the summaries: they must count the plan's own deletions."""
+    counted: dict[str, list[int]] = {s.name: [0, 0] for s in plan.repositories}
+    for action in plan.actions:
+        if isinstance(action, DeleteManifest | DeleteTag):
+            counts = counted.get(action.repository)
+            if counts is None:
+                raise _Bad("$.repositories", f"no summary for repository {action.repository!r}")
+            counts[isinstance(action, DeleteTag)] += 1
+    for index, summary in enumerate(plan.repositories):
+        manifests, tags = counted[summary.name]
+        if (summary.delete_manifests, summary.delete_tags) != (manifests, tags):
+            raise _Bad(
+                f"$.repositories[{index}]",
+                f"counts {summary.delete_manifests} manifest and {summary.delete_tags} tag deletions;"
+                f" the actions hold {manifests} and {tags}",
+            )
 
 
 def _action(raw: Any, where: str) -> Action:
@@ -211,6 +232,21 @@ def _action(raw: Any, where: str) -> Action:
             after=_texts(raw, "after", where),
             subject=subject,
             locked=_locked(raw.get("locked", {}), f"{where}.locked"),
+        )
+    if op == Op.DELETE_TAG:
+        locked = _texts(raw, "locked", where) if raw.get("locked") is not None else ()
+        try:
+            props = tuple(Property(name) for name in locked)
+        except ValueError:
+            raise _Bad(f"{where}.locked", "unknown property") from None
+        return DeleteTag(
+            repository=repository,
+            tag=_text(raw, "tag", where),
+            digest=digest,
+            reasons=reasons,
+            updated_at=_time(raw, "updated_at", where) if raw.get("updated_at") is not None else None,
+            unlock_first=_bool(raw, "unlock_first", where),
+            locked=props,
         )
     if op == Op.SET_MANIFEST_PROPERTIES:
         return SetManifestProperties(
@@ -291,8 +327,15 @@ def _summary(raw: Any, where: str) -> RepositorySummary:
     fingerprint = raw.get("fingerprint")
     if fingerprint is not None and (not isinstance(fingerprint, str) or not _HEX64.fullmatch(fingerprint)):
         raise _Bad(f"{where}.fingerprint", "expected 64 hexadecimal digits or null")
+    delete_tags = raw.get("delete_tags", 0)
+    if type(delete_tags) is not int or not 0 <= delete_tags <= MAX_INTEGER:
+        raise _Bad(f"{where}.delete_tags", "expected an integer from 0 to 2^63-1")
     return RepositorySummary(
-        name=_text(raw, "name", where), unreadable=unreadable, fingerprint=fingerprint, **counts
+        name=_text(raw, "name", where),
+        unreadable=unreadable,
+        fingerprint=fingerprint,
+        delete_tags=delete_tags,
+        **counts,
     )
 
 

@@ -21,6 +21,7 @@ class RuleAction(StrEnum):
     KEEP = "keep"
     DELETE = "delete"
     LOCK = "lock"
+    UNTAG = "untag"  # removes tags, not manifests (policy.md §5a)
 
 
 class TagState(StrEnum):

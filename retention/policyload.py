@@ -395,16 +395,30 @@ def _rule_problems(file: _File, path: JsonPath, rule: dict[str, Any]) -> Iterato
             "tags cannot be combined with tag_state untagged (tags select tagged images)",
         )
     action = rule.get("action")
-    if "newest" in rule and action in (RuleAction.DELETE, RuleAction.LOCK):
+    if "newest" in rule and action in (RuleAction.DELETE, RuleAction.LOCK, RuleAction.UNTAG):
         yield file.problem(
-            (*path, "newest"), f"newest is allowed only on keep rules, not on a {action} rule", key=True
+            (*path, "newest"), f"newest is allowed only on keep rules, not on {_a(action)} rule", key=True
         )
-    if "set" in rule and action in (RuleAction.KEEP, RuleAction.DELETE):
+    if "set" in rule and action in (RuleAction.KEEP, RuleAction.DELETE, RuleAction.UNTAG):
         yield file.problem(
-            (*path, "set"), f"set is allowed only on lock rules, not on a {action} rule", key=True
+            (*path, "set"), f"set is allowed only on lock rules, not on {_a(action)} rule", key=True
         )
     if "set" not in rule and action == RuleAction.LOCK:
         yield file.problem(path, "a lock rule needs set: the properties it changes")
+    if action == RuleAction.UNTAG:
+        # An untag rule selects tags, never images (policy.md §5a).
+        if "tags" not in rule:
+            yield file.problem(path, "an untag rule needs tags: the patterns of the tags it removes")
+        if "tag_state" in rule:
+            yield file.problem(
+                (*path, "tag_state"),
+                "tag_state is not allowed on an untag rule: it selects tags (by tags), not images",
+                key=True,
+            )
+
+
+def _a(action: object) -> str:
+    return f"an {action}" if str(action)[:1] in "aeiou" else f"a {action}"
 
 
 def _glob_problem(glob: str) -> str | None:

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING
 
-from retention.plan import DeleteManifest, Kept, SetManifestProperties, SetTagProperties, iter_plan_json
+from retention.plan import (
+    DeleteManifest,
+    DeleteTag,
+    Kept,
+    SetManifestProperties,
+    SetTagProperties,
+    iter_plan_json,
+)
 from retention.timefmt import format_time
 
 if TYPE_CHECKING:
@@ -166,7 +173,7 @@ def _unreadable(plan: Plan) -> list[RepositorySummary]:
 
 def _over_limit_sentence(plan: Plan) -> str:
     return (
-        f"this plan deletes {_plural(plan.delete_count, 'manifest')}, more than max_deletes"
+        f"this plan deletes {plan.deletions()}, more than max_deletes"
         f" {plan.max_deletes}; apply will refuse to execute any of it"
     )
 
@@ -252,6 +259,12 @@ def _action_row(action: Action) -> _Row:
             if action.unlock_first:
                 detail += "  unlock first"
             return _Row("-", short_digest(action.digest), _text_tags(action.tags), detail, reasons, _RED)
+        case DeleteTag():
+            # `-tag`: the tag goes, the manifest stays (unless another line deletes it).
+            detail = f"tag updated {_day(action.updated_at)}" if action.updated_at else "tag"
+            if action.unlock_first:
+                detail += "  unlock first"
+            return _Row("-tag", short_digest(action.digest), _text_tags((action.tag,)), detail, reasons, _RED)
         case SetManifestProperties():
             detail = f"manifest: {_changes(action.set)}"
             return _Row("~", short_digest(action.digest), _text_tags(action.tags), detail, reasons, _YELLOW)
@@ -272,6 +285,7 @@ def _align(rows: list[_Row], *, color: bool) -> list[str]:
     def width(cells: Iterable[str]) -> int:
         return min(max((len(c) for c in cells), default=0), _TEXT_MAX_COLUMN_WIDTH)
 
+    marker_width = max((len(r.marker) for r in rows), default=1)
     digest_width = width(r.digest for r in rows)
     tags_width = width(r.tags for r in rows)
     detail_widths: dict[str, int] = {}
@@ -285,9 +299,20 @@ def _align(rows: list[_Row], *, color: bool) -> list[str]:
         if detail_widths[row.marker]:
             cells.append(row.detail.ljust(detail_widths[row.marker]))
         cells.append(_visible(row.reasons))
-        line = f"  {row.marker} " + "  ".join(cells).rstrip()
+        line = f"  {row.marker.ljust(marker_width)} " + "  ".join(cells).rstrip()
         lines.append(f"{row.style}{line}{_RESET}" if color else line)
     return lines
+
+
+def _untags_by_rule(plan: Plan) -> str:
+    """`untag-pr 12, untag-stale 3`: how many tags each untag rule removes (a tag two rules
+    select counts for both)."""
+    counts: dict[str, int] = defaultdict(int)
+    for action in plan.actions:
+        if isinstance(action, DeleteTag):
+            for reason in action.reasons:
+                counts[reason.removeprefix("untag:")] += 1
+    return ", ".join(f"{rule} {count}" for rule, count in sorted(counts.items()))
 
 
 def _text_summary(plan: Plan) -> str:
@@ -296,8 +321,10 @@ def _text_summary(plan: Plan) -> str:
     if plan.is_empty:
         return f"No changes. {rest}"
     parts = []
-    if plan.delete_count:
-        parts.append(f"{_plural(plan.delete_count, 'manifest')} to delete ({_size_note(plan)})")
+    if plan.manifest_deletes:
+        parts.append(f"{_plural(plan.manifest_deletes, 'manifest')} to delete ({_size_note(plan)})")
+    if plan.tag_deletes:
+        parts.append(f"{_plural(plan.tag_deletes, 'tag')} to untag ({_untags_by_rule(plan)})")
     manifest_changes = totals["set_manifest_properties"]
     tag_changes = totals["set_tag_properties"]
     if manifest_changes or tag_changes:
@@ -317,6 +344,7 @@ _HTML_SPECIAL = re.compile("[&<>]")
 
 _OP_LABELS = {
     DeleteManifest: "delete",
+    DeleteTag: "untag",
     SetManifestProperties: "set manifest",
     SetTagProperties: "set tag",
 }
@@ -379,7 +407,7 @@ def render_markdown(
     out.add(f"## Retention plan for {_md(plan.registry)}" if plan.registry else "## Retention plan", "")
     if plan.over_limit:
         out.add(
-            f"> ⚠️ **Over the limit:** this plan deletes {_plural(plan.delete_count, 'manifest')}, more than"
+            f"> ⚠️ **Over the limit:** this plan deletes {plan.deletions()}, more than"
             f" `max_deletes` ({plan.max_deletes}). `apply` will refuse to execute any of it.",
             "",
         )
@@ -398,9 +426,11 @@ def render_markdown(
     if plan.is_empty:
         out.add(f"No changes. {counts} {in_repositories}.")
         return out.text()
-    deletions = f"**{_plural(plan.delete_count, 'deletion')}**"
-    if plan.delete_count:
+    deletions = f"**{_plural(plan.manifest_deletes, 'deletion')}**"
+    if plan.manifest_deletes:
         deletions += f" ({_size_note(plan)})"
+    if plan.tag_deletes:
+        deletions += f", **{_plural(plan.tag_deletes, 'untag')}** ({_md(_untags_by_rule(plan))})"
     changes = _plural(totals["set_manifest_properties"] + totals["set_tag_properties"], "property change")
     out.add(f"{deletions}, {changes}, {counts} {in_repositories}.", "")
 
@@ -442,15 +472,20 @@ def _markdown_summary_table(
     out: _Output, summaries: Sequence[RepositorySummary], grouped: dict[str, list[Action]]
 ) -> None:
     changed = sorted((s for s in summaries if s.changes or grouped.get(s.name)), key=lambda s: s.name)
+    # The Untag column only where untag rules removed something: most plans have none.
+    untags = any(s.delete_tags for s in summaries)
     out.add(
-        "| Repository | Delete | Property changes | Kept | Untouched | Size (upper bound) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| Repository | Delete |"
+        + (" Untag |" if untags else "")
+        + " Property changes | Kept | Untouched | Size (upper bound) |",
+        "|---|---:|" + ("---:|" if untags else "") + "---:|---:|---:|---:|",
     )
     shown = 0
     for summary in changed:
         row = (
             f"| {_md(summary.name)} | {summary.delete_manifests}"
-            f" | {summary.set_manifest_properties + summary.set_tag_properties}"
+            + (f" | {summary.delete_tags}" if untags else "")
+            + f" | {summary.set_manifest_properties + summary.set_tag_properties}"
             f" | {summary.kept} | {summary.untouched}"
             f" | {_repository_size(grouped.get(summary.name, []), summary)} |"
         )
@@ -518,10 +553,13 @@ def _markdown_details(
 
 def _repository_changes(actions: Sequence[Action]) -> str:
     deletes = sum(isinstance(a, DeleteManifest) for a in actions)
-    changes = len(actions) - deletes
+    untags = sum(isinstance(a, DeleteTag) for a in actions)
+    changes = len(actions) - deletes - untags
     parts = []
     if deletes:
         parts.append(f"{deletes} to delete")
+    if untags:
+        parts.append(f"{untags} to untag")
     if changes:
         parts.append(_plural(changes, "property change"))
     return ", ".join(parts)
@@ -540,6 +578,11 @@ def _markdown_row(action: Action) -> str:
             if action.unlock_first:
                 details.append("**unlock first**")
             tags = _markdown_tags(action.tags)
+        case DeleteTag():
+            details = [f"tag updated {_day(action.updated_at)}"] if action.updated_at else []
+            if action.unlock_first:
+                details.append("**unlock first**")
+            tags = _markdown_tags((action.tag,))
         case SetManifestProperties() | SetTagProperties():
             details = [f"`{prop}={str(value).lower()}`" for prop, value in action.set]
             tags = _markdown_tags(action.tags if isinstance(action, SetManifestProperties) else (action.tag,))

@@ -103,9 +103,7 @@ def test_over_the_limit_the_plan_is_shown_and_exit_is_3(
     assert main([*files(), "--max-deletes", "0", "--format", "json"]) == 3
     out, err = capsys.readouterr()
     assert json.loads(out)["over_limit"] is True
-    assert (
-        "acr-retention: the plan deletes 1 manifests, more than max_deletes 0; apply would refuse it" in err
-    )
+    assert "acr-retention: the plan deletes 1 manifest, more than max_deletes 0; apply would refuse it" in err
 
 
 def test_out_and_save_plan_write_files_and_leave_stdout_empty(
@@ -258,7 +256,7 @@ def test_validate_reports_problems_on_stdout_with_a_count(
             f"{bad}:3:12: $.rules[0].name: 'Bad' is not a valid rule name: use 1 to 63 lowercase letters, digits"
             " and '-', starting with a letter or digit"
         ),
-        f"{bad}:3:25: $.rules[0].action: must be one of keep, delete, lock, not 'prune'",
+        f"{bad}:3:25: $.rules[0].action: must be one of keep, delete, lock, untag, not 'prune'",
         "2 problems in 2 files",
     ]
 

@@ -43,6 +43,7 @@ EXAMPLE_PLAN = {
 }
 APPLY_ONLY = {
     "acr_retention_manifests_deleted",
+    "acr_retention_tags_deleted",
     "acr_retention_property_changes",
     "acr_retention_actions_failed",
     "acr_retention_actions_drifted",
@@ -214,7 +215,7 @@ acr_retention_run_duration_seconds 12.5
 # HELP acr_retention_run_exit_code Exit code of the last run (0 success).
 # TYPE acr_retention_run_exit_code gauge
 acr_retention_run_exit_code 0
-# HELP acr_retention_planned_deletes Manifests the last run's plan deletes.
+# HELP acr_retention_planned_deletes Deletions in the last run's plan: manifests and tags (max_deletes counts both).
 # TYPE acr_retention_planned_deletes gauge
 acr_retention_planned_deletes 48
 # HELP acr_retention_planned_property_changes Property changes in the last run's plan.
@@ -226,6 +227,9 @@ acr_retention_planned_upper_bound_bytes 7014053244
 # HELP acr_retention_manifests_deleted Manifests the last run deleted.
 # TYPE acr_retention_manifests_deleted gauge
 acr_retention_manifests_deleted 40
+# HELP acr_retention_tags_deleted Tags the last run's untag rules removed.
+# TYPE acr_retention_tags_deleted gauge
+acr_retention_tags_deleted 0
 # HELP acr_retention_property_changes Property changes (locks, unlocks) the last run made.
 # TYPE acr_retention_property_changes gauge
 acr_retention_property_changes 5
@@ -300,9 +304,11 @@ def expected_execution(report: list[dict[str, Any]]) -> dict[str, float]:
     """The execution metrics as the audit report tells them, record by record."""
     outcomes = Counter(r["outcome"] for r in report)
     deleted = [r for r in report if r["op"] == "delete_manifest" and r["outcome"] == "done"]
+    untagged = [r for r in report if r["op"] == "delete_tag" and r["outcome"] == "done"]
     return {
         "acr_retention_manifests_deleted": len(deleted),
-        "acr_retention_property_changes": outcomes["done"] - len(deleted),
+        "acr_retention_tags_deleted": len(untagged),
+        "acr_retention_property_changes": outcomes["done"] - len(deleted) - len(untagged),
         "acr_retention_actions_failed": outcomes["failed"],
         "acr_retention_actions_drifted": outcomes["drifted"],
         "acr_retention_actions_skipped": outcomes["skipped"],

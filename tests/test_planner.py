@@ -491,6 +491,7 @@ def test_summary_counts_and_bytes_upper_bound() -> None:
         "repositories": 2,
         "manifests": 3,
         "delete_manifests": 2,
+        "delete_tags": 0,
         "set_manifest_properties": 0,
         "set_tag_properties": 0,
         "kept": 0,

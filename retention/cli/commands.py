@@ -112,7 +112,7 @@ def cmd_plan(args: argparse.Namespace, run: Run) -> int:
         sys.stdout.flush()
     if plan.over_limit:
         sys.stderr.write(
-            f"{PROG}: the plan deletes {plan.delete_count} manifests, more than max_deletes"
+            f"{PROG}: the plan deletes {plan.deletions()}, more than max_deletes"
             f" {plan.max_deletes}; apply would refuse it\n"
         )
         return EXIT_OVER_LIMIT

@@ -24,13 +24,15 @@ subject (`Repository.unreadable`) deletes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from retention.errors import PlanningError
+from retention.inventory import BLOCKING
 from retention.plan import (
     Action,
     DeleteManifest,
+    DeleteTag,
     Kept,
     Plan,
     RepositorySummary,
@@ -43,6 +45,7 @@ from retention.planner.graph import build_graph, subjects_of
 from retention.planner.inuse import in_use_reasons
 from retention.planner.locks import CONFLICTS_SHOWN, deletions_reshape, lock_actions
 from retention.planner.matching import RuleCheck, could_match, match_rules
+from retention.planner.untag import Untagging, untag
 from retention.policy import OrderBy, Policy, RuleAction
 
 if TYPE_CHECKING:
@@ -87,15 +90,24 @@ def make_plan(
     Raises PlanningError when lock rules conflict; the message lists every conflict.
     """
     checks = [RuleCheck.of(rule, now) for rule in policy.rules]
+    untags = any(rule.action is RuleAction.UNTAG for rule in policy.rules)
     actions: list[Action] = []
     kept: list[Kept] = []
     untouched: list[Kept] = []
     summaries: list[RepositorySummary] = []
     conflicts: list[str] = []
     for repository in repositories:
-        planned = _plan_repository(
-            policy, checks, repository, conflicts, fingerprints=fingerprints, in_use=in_use
-        )
+        untagging = _untagging(policy, checks, repository, in_use) if untags else None
+        if untagging is None:
+            planned = _plan_repository(
+                policy, checks, repository, conflicts, fingerprints=fingerprints, in_use=in_use
+            )
+        else:
+            # Phase 3 (policy.md §5a): the whole policy on the repository as the untags leave it.
+            planned = _plan_repository(
+                policy, checks, untagging.remaining, conflicts, fingerprints=False, in_use=in_use
+            )
+            planned = _with_untags(planned, repository, untagging, fingerprints=fingerprints)
         actions.extend(planned.actions)
         kept.extend(planned.kept)
         untouched.extend(planned.untouched)
@@ -134,7 +146,9 @@ def _plan_repository(
     in_use: InUse | None,
 ) -> _RepositoryPlan:
     name = repository.name
-    checks = [c for c in all_checks if c.rule.matches_repository(name)]
+    checks = [
+        c for c in all_checks if c.rule.action is not RuleAction.UNTAG and c.rule.matches_repository(name)
+    ]
     nodes = build_graph(repository.manifests)
     images = [node.manifest for node in nodes.values() if not node.is_dependent]
     by_created = policy.settings.order_by is OrderBy.CREATED
@@ -254,5 +268,89 @@ def _plan_repository(
         bytes_upper_bound=bytes_upper_bound,
         unreadable=repository.unreadable,
         fingerprint=survivors,
+    )
+    return _RepositoryPlan(actions=actions, kept=kept, untouched=untouched, summary=summary)
+
+
+def _untagging(
+    policy: Policy, checks: list[RuleCheck], repository: Repository, in_use: InUse | None
+) -> Untagging | None:
+    """Phases 1 and 2 of policy.md §5a for one repository (retention.planner.untag)."""
+    name = repository.name
+    uses = in_use.repositories.get(name) if in_use is not None else None
+    return untag(
+        [c for c in checks if c.rule.matches_repository(name)],
+        repository,
+        by_created=policy.settings.order_by is OrderBy.CREATED,
+        include_locked=policy.settings.include_locked,
+        used_tags=frozenset(uses.tags) if uses is not None else frozenset(),
+    )
+
+
+def _with_untags(
+    planned: _RepositoryPlan, repository: Repository, untagging: Untagging, *, fingerprints: bool
+) -> _RepositoryPlan:
+    """Phase 3's plan, made on the untagged repository, as actions on the repository as listed.
+
+    A manifest the plan deletes takes all its tags with it: its delete names them (and the locks on
+    them) and it gets no untag. Every other removal is a `delete_tag`. Tags an untag rule selected
+    but something protected are named among their manifest's reasons (which makes an untouched
+    manifest kept).
+    """
+    listed = {m.digest: m for m in repository.manifests}
+    removed: dict[str, list[str]] = {}
+    for removal in untagging.removals:
+        removed.setdefault(removal.manifest.digest, []).extend(
+            f"{reason} removes {removal.tag.name} first" for reason in removal.reasons
+        )
+    deleted: set[str] = set()
+    actions: list[Action] = []
+    for action in planned.actions:
+        if isinstance(action, DeleteManifest):
+            deleted.add(action.digest)
+            manifest = listed[action.digest]
+            # The same action, with the tags and locks as listed, and the untags that made it go.
+            action = replace(  # noqa: PLW2901
+                action,
+                tags=manifest.tag_names,
+                unlock_first=manifest.locked,
+                locked=manifest.blocking_locks,
+                reasons=(*action.reasons, *removed.get(action.digest, ())),
+            )
+        elif isinstance(action, SetManifestProperties):
+            # Its tags as listed: the untags of the same plan run first (agreement allows for them).
+            action = replace(action, tags=listed[action.digest].tag_names)  # noqa: PLW2901
+        actions.append(action)
+    untags = [
+        DeleteTag(
+            repository=repository.name,
+            tag=removal.tag.name,
+            digest=removal.manifest.digest,
+            reasons=removal.reasons,
+            updated_at=removal.tag.updated_at,
+            unlock_first=removal.tag.locked,
+            locked=tuple(p for p in BLOCKING if not removal.tag.value(p)),
+        )
+        for removal in untagging.removals
+        if removal.manifest.digest not in deleted
+    ]
+    actions.extend(untags)
+    kept = list(planned.kept)
+    untouched: list[Kept] = []
+    stays = untagging.stays
+    for position, item in enumerate(kept):
+        if item.digest in stays:
+            kept[position] = replace(item, reasons=(*item.reasons, *stays[item.digest]))
+    for item in planned.untouched:
+        if item.digest in stays:
+            kept.append(replace(item, reasons=tuple(stays[item.digest])))
+        else:
+            untouched.append(item)
+    summary = replace(
+        planned.summary,
+        delete_tags=len(untags),
+        kept=len(kept),
+        untouched=len(untouched),
+        fingerprint=standing_fingerprint(repository, actions) if fingerprints else None,
     )
     return _RepositoryPlan(actions=actions, kept=kept, untouched=untouched, summary=summary)

@@ -83,6 +83,19 @@ class RegistryWriter:
         )
         return statuses != [404]
 
+    async def delete_tag(self, repository: str, tag: str) -> bool:
+        """True when this call removed the tag, False when it was already gone (404)."""
+        statuses: list[int] = []
+        # As for manifests: the SDK takes 202 and 404 alike; the `cls` hook sees which it was.
+        await self._call(
+            self.client.delete_tag(
+                repository,
+                tag,
+                cls=lambda response, _body, _headers: statuses.append(response.http_response.status_code),
+            )
+        )
+        return statuses != [404]
+
     async def set_manifest_properties(self, repository: str, digest: str, changes: dict[str, bool]) -> bool:
         """True when the change was made, False when the manifest is gone (404)."""
         try:

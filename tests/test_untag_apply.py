@@ -1,0 +1,143 @@
+"""Untag rules through apply (policy.md §5a): the real SDK over HTTPS against the emulator, the
+registry built and changed with tests/pushes.py, its state asserted afterwards."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests import pushes
+from tests.test_apply_safety import apply, client, save_plan, state, write_policy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from azure.containerregistry import ContainerRegistryClient
+
+    from tests.emulator import Emulator
+
+__all__ = ["client"]  # the SDK fixture of test_apply_safety
+
+POLICY = """
+version: 1
+rules:
+  - {name: keep-releases, action: keep, tags: ['v\\d+']}
+  - {name: untag-pr, action: untag, tags: ['pr-\\d+'], older_than: 14d}
+  - {name: delete-untagged, action: delete, tag_state: untagged, older_than: 1d}
+"""
+
+
+def tags_of(emulator: Emulator) -> dict[str, set[str]]:
+    return {digest: set(m.tag_names) for digest, m in state(emulator).items()}
+
+
+def build(sdk: ContainerRegistryClient) -> dict[str, str]:
+    """a1 [pr-1, v1] (keeps v1), a2 [pr-2] (left bare: deleted), a3 [pr-3, extra], a4 [pr-4, v4]."""
+    made = {
+        "a1": pushes.push_image(sdk, "app", tag="pr-1", salt="1"),
+        "a2": pushes.push_image(sdk, "app", tag="pr-2", salt="2"),
+        "a3": pushes.push_image(sdk, "app", tag="pr-3", salt="3"),
+        "a4": pushes.push_image(sdk, "app", tag="pr-4", salt="4"),
+    }
+    pushes.add_tag(sdk, "app", made["a1"], "v1")
+    pushes.add_tag(sdk, "app", made["a3"], "extra")
+    pushes.add_tag(sdk, "app", made["a4"], "v4")
+    return made
+
+
+def planned(saved: Path) -> tuple[set[str], set[str]]:
+    actions = json.loads(saved.read_text())["actions"]
+    return (
+        {a["digest"] for a in actions if a["op"] == "delete_manifest"},
+        {f"{a['digest']}:{a['tag']}" for a in actions if a["op"] == "delete_tag"},
+    )
+
+
+@pytest.mark.usefixtures("credential")
+def test_apply_removes_exactly_the_planned_tags_and_manifests(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = build(client)
+    saved = save_plan(emulator, write_policy(tmp_path, POLICY), tmp_path, capsys)
+    a1, a2, a3, a4 = (made[k] for k in ("a1", "a2", "a3", "a4"))
+    assert planned(saved) == ({a2}, {f"{a1}:pr-1", f"{a3}:pr-3", f"{a4}:pr-4"})
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 0, err
+    assert tags_of(emulator) == {a1: {"v1"}, a3: {"extra"}, a4: {"v4"}}
+    assert {
+        f"{r['digest']}:{r['tag']}": r["outcome"] for r in outcomes.values() if r["op"] == "delete_tag"
+    } == {
+        f"{a1}:pr-1": "done",
+        f"{a3}:pr-3": "done",
+        f"{a4}:pr-4": "done",
+    }
+    assert "0 failed, 0 skipped" in err
+    # A second run of the same policy has nothing left to do.
+    saved_again = save_plan(emulator, write_policy(tmp_path, POLICY), tmp_path, capsys)
+    assert planned(saved_again) == (set(), set())
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_tag_moved_updated_or_locked_since_the_plan_stays(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pr-1 now names another image, pr-3 was moved away and back (updated), pr-4 was locked: all three
+    stay, reported drifted; nothing the plan did not show is removed."""
+    made = build(client)
+    a1, a2, a3, a4 = (made[k] for k in ("a1", "a2", "a3", "a4"))
+    saved = save_plan(emulator, write_policy(tmp_path, POLICY), tmp_path, capsys)
+    other = pushes.push_image(client, "app", tag="pr-1", salt="moved")  # pr-1 moves to a new image
+    # pr-3 moved away and back: the same image again, but the tag was updated since the plan.
+    pushes.add_tag(client, "app", a2, "pr-3")
+    pushes.add_tag(client, "app", a3, "pr-3")
+    pushes.set_tag_locks(client, "app", "pr-4", can_delete=False)
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 0, err
+    after = tags_of(emulator)
+    assert after[other] == {"pr-1"}
+    assert after[a3] == {"pr-3", "extra"}
+    assert after[a4] == {"pr-4", "v4"}
+    assert a2 not in after  # its delete did not depend on anything that changed
+    untags = {r["tag"]: r for r in outcomes.values() if r["op"] == "delete_tag"}
+    assert {tag: r["outcome"] for tag, r in untags.items()} == {
+        "pr-1": "drifted",
+        "pr-3": "drifted",
+        "pr-4": "drifted",
+    }
+    assert untags["pr-1"]["detail"] == f"the tag now names {other}, the plan saw {a1}"
+    assert untags["pr-3"]["detail"].startswith("the tag was updated ")
+    assert untags["pr-4"]["detail"] == "the tag was locked since the plan (delete_enabled false)"
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_locked_tag_is_unlocked_removed_and_on_failure_locked_again(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """include_locked: pr-1 (write and delete disabled) is unlocked, then removed. pr-3's removal
+    fails every time: its locks are put back, and the report says so."""
+    made = build(client)
+    a1, a3 = made["a1"], made["a3"]
+    for tag in ("pr-1", "pr-3"):
+        pushes.set_tag_locks(client, "app", tag, can_delete=False, can_write=False)
+    policy = write_policy(tmp_path, POLICY + "settings: {include_locked: true}\n")
+    saved = save_plan(emulator, policy, tmp_path, capsys)
+    assert {f"{a1}:pr-1", f"{a3}:pr-3"} <= planned(saved)[1]
+    emulator.faults.script(status=500, method="DELETE", path_contains="_tags/pr-3", times=50)
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 1, err
+    after = state(emulator)
+    assert set(after[a1].tag_names) == {"v1"}
+    pr3 = next(t for t in after[a3].tags if t.name == "pr-3")
+    assert (pr3.can_delete, pr3.can_write) == (False, False)
+    untags = {r["tag"]: r for r in outcomes.values() if r["op"] == "delete_tag"}
+    assert untags["pr-1"]["outcome"] == "done"
+    assert untags["pr-3"]["outcome"] == "failed"
+    assert untags["pr-3"]["error"].endswith("; the locks it had were restored")
