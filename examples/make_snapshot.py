@@ -210,7 +210,7 @@ def sandbox() -> Repository:
     repo = _Repo("sandbox/alice/scratch")
     repo.image("try-1", 300, "try-1")
     repo.image("wip", 200, "wip", "test")
-    repo.image("demo", 95, "v0.1.0")  # a release, even in the sandbox: keep-releases wins
+    repo.image("demo", 95, "v0.1.0")  # a release line, even in the sandbox: keep-releases wins
     repo.image("leftover", 120)
     repo.image("spike", 45, "spike-grpc")
     repo.image("fresh", 9, "wip-2")  # younger than the sandbox's 30 days

@@ -203,3 +203,46 @@ def regex_problem(pattern: str) -> str | None:
 
 def _text(message: Any) -> str:
     return message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+
+
+def capture_count(pattern: str) -> int:
+    """How many capture groups a tag pattern has, as RE2 counts them (`(?:...)` is not one).
+
+    0 for a pattern RE2 rejects: `regex_problem` already reports it.
+    """
+    compiled = _re2.RE2(pattern.encode(), _CHECKING)
+    return int(compiled.NumberOfCapturingGroups()) if compiled.ok() else 0
+
+
+class CaptureMatcher:
+    """The capture groups of the first of a few RE2 patterns that fully matches a text.
+
+    Each pattern is compiled on its own, so group numbers are the pattern's own: joined into one
+    alternation (as `FullMatcher` does) they would shift. Used only by `group_by: captures` rules,
+    so the extra cost of capturing stays off every other rule's path.
+    """
+
+    __slots__ = ("_patterns", "_regexps")
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self._patterns = tuple(patterns)
+        self._regexps = tuple(_re2.RE2(p.encode(), _CHECKING) for p in self._patterns)
+        for regexp in self._regexps:
+            if not regexp.ok():  # the loader has checked every pattern: a bug, not input
+                raise GrammarError(f"not a valid RE2 regular expression: {_text(regexp.error())}")
+
+    def captures(self, text: str) -> tuple[str, ...] | None:
+        """The groups of the first pattern that matches all of `text` (a group that took no part
+        in the match is ""), or None when none does."""
+        data = text.encode()
+        for regexp in self._regexps:
+            spans = regexp.Match(_BOTH_ENDS, data, 0, len(data))
+            if spans[0] != _NO_MATCH:
+                return tuple(
+                    "" if start < 0 else data[start:end].decode("utf-8", "replace")
+                    for start, end in spans[1:]
+                )
+        return None
+
+    def __reduce__(self) -> tuple[type[CaptureMatcher], tuple[tuple[str, ...]]]:
+        return (CaptureMatcher, (self._patterns,))

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from retention.inventory import Property
-from retention.matchers import FullMatcher, compile_globs
+from retention.matchers import CaptureMatcher, FullMatcher, compile_globs
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -28,6 +28,19 @@ class TagState(StrEnum):
     TAGGED = "tagged"
     UNTAGGED = "untagged"
     ANY = "any"
+
+
+class RankBy(StrEnum):
+    """What `newest` ranks images by (policy.md §3, version-aware keeping)."""
+
+    TIME = "time"
+    VERSION = "version"
+
+
+class GroupBy(StrEnum):
+    """What `newest` counts per: `captures`, the capture groups of the image's best matching tag."""
+
+    CAPTURES = "captures"
 
 
 class OrderBy(StrEnum):
@@ -64,12 +77,16 @@ class Rule:
     older_than: timedelta | None = None
     newer_than: timedelta | None = None
     newest: int | None = None
+    rank_by: RankBy = RankBy.TIME  # keep rules with `newest` only (the loader checks)
+    group_by: GroupBy | None = None  # likewise, and needs `tags` with capture groups
+    groups: int | None = None  # likewise, and needs `group_by`
     set_properties: tuple[tuple[Property, bool], ...] = ()  # lock rules: the `set` mapping, in file order
     location: SourceLocation | None = None
 
     _include: FullMatcher | None = field(init=False, repr=False, compare=False)
     _exclude: FullMatcher | None = field(init=False, repr=False, compare=False)
     _tag_matcher: FullMatcher | None = field(init=False, repr=False, compare=False)
+    _captures: CaptureMatcher | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Compiled once here so the planner's inner loop never compiles; the loader has already
@@ -77,6 +94,8 @@ class Rule:
         object.__setattr__(self, "_include", compile_globs(self.repositories))
         object.__setattr__(self, "_exclude", compile_globs(self.exclude_repositories))
         object.__setattr__(self, "_tag_matcher", FullMatcher(self.tags) if self.tags else None)
+        captures = CaptureMatcher(self.tags) if self.group_by is not None and self.tags else None
+        object.__setattr__(self, "_captures", captures)
 
     @property
     def effective_tag_state(self) -> TagState:
@@ -105,6 +124,11 @@ class Rule:
         if self.tags is None:
             return True
         return self._tag_matcher is not None and self._tag_matcher.fullmatch(tag)
+
+    def tag_captures(self, tag: str) -> tuple[str, ...] | None:
+        """The capture groups of the first of the rule's patterns that fully matches `tag`
+        (`group_by: captures`); None when none does or the rule does not group."""
+        return self._captures.captures(tag) if self._captures is not None else None
 
     @property
     def reason(self) -> str:

@@ -9,7 +9,8 @@ Checking runs in three passes, and every pass reports every problem it finds
 3. Meaning: what the schema cannot say. Tag patterns are RE2, globs translate,
    durations are at most 100 years, rule names are unique, and the
    action-specific keys are where they belong (`newest` on keep rules, `set`
-   on lock rules and required there).
+   on lock rules and required there, `rank_by`/`group_by`/`groups` with `newest`,
+   `group_by` only with capture groups to group by).
 
 Several files (a directory, or paths given together) are pooled into one
 policy:
@@ -48,11 +49,13 @@ import jsonschema
 from retention.errors import PolicyError, Problem
 from retention.inputfiles import POLICY_LIMIT, InputFileError, read_bounded
 from retention.inventory import Property
-from retention.matchers import GrammarError, compile_globs, parse_duration, regex_problem
+from retention.matchers import GrammarError, capture_count, compile_globs, parse_duration, regex_problem
 from retention.policy import (
+    GroupBy,
     InUseSetting,
     OrderBy,
     Policy,
+    RankBy,
     Rule,
     RuleAction,
     Settings,
@@ -399,6 +402,7 @@ def _rule_problems(file: _File, path: JsonPath, rule: dict[str, Any]) -> Iterato
         yield file.problem(
             (*path, "newest"), f"newest is allowed only on keep rules, not on {_a(action)} rule", key=True
         )
+    yield from _ranking_problems(file, path, rule)
     if "set" in rule and action in (RuleAction.KEEP, RuleAction.DELETE, RuleAction.UNTAG):
         yield file.problem(
             (*path, "set"), f"set is allowed only on lock rules, not on {_a(action)} rule", key=True
@@ -419,6 +423,48 @@ def _rule_problems(file: _File, path: JsonPath, rule: dict[str, Any]) -> Iterato
 
 def _a(action: object) -> str:
     return f"an {action}" if str(action)[:1] in "aeiou" else f"a {action}"
+
+
+def _ranking_problems(file: _File, path: JsonPath, rule: dict[str, Any]) -> Iterator[Problem]:
+    """Version-aware keeping (policy.md §3): rank_by, group_by and groups refine a keep rule's
+    newest, group_by needs capture groups to group by, and groups counts groups."""
+    action = rule.get("action")
+    for key in ("rank_by", "group_by", "groups"):
+        if key not in rule or (*path, key) in file.reported:
+            continue
+        if action in (RuleAction.DELETE, RuleAction.LOCK, RuleAction.UNTAG):
+            yield file.problem(
+                (*path, key), f"{key} is allowed only on keep rules, not on {_a(action)} rule", key=True
+            )
+        elif action == RuleAction.KEEP and "newest" not in rule:
+            yield file.problem((*path, key), f"{key} needs newest: it refines what newest counts", key=True)
+    if "groups" in rule and "group_by" not in rule:
+        yield file.problem(
+            (*path, "groups"), "groups needs group_by: captures (it is the number of groups kept)", key=True
+        )
+    if "group_by" not in rule or (*path, "group_by") in file.reported:
+        return
+    tags = rule.get("tags")
+    if tags is None:
+        yield file.problem(
+            (*path, "group_by"),
+            "group_by: captures needs tags whose patterns have capture groups,"
+            " such as 'v(\\d+)\\.(\\d+)\\.\\d+'",
+            key=True,
+        )
+        return
+    if not isinstance(tags, list):
+        return  # the schema has said what is wrong with it
+    for index, pattern in enumerate(tags):
+        tag_path = (*path, "tags", index)
+        if not isinstance(pattern, str) or tag_path in file.reported or regex_problem(pattern):
+            continue
+        if capture_count(pattern) == 0:
+            yield file.problem(
+                tag_path,
+                f"{_show(pattern)} has no capture group, and group_by: captures groups images by"
+                " the capture groups of their tag: put (...) around the part that names the group",
+            )
 
 
 def _glob_problem(glob: str) -> str | None:
@@ -548,6 +594,12 @@ def _rule(data: dict[str, Any], location: SourceLocation | None) -> Rule:
             fields[key] = parse_duration(data[key])
     if "newest" in data:
         fields["newest"] = data["newest"]
+    if "rank_by" in data:
+        fields["rank_by"] = RankBy(data["rank_by"])
+    if "group_by" in data:
+        fields["group_by"] = GroupBy(data["group_by"])
+    if "groups" in data:
+        fields["groups"] = data["groups"]
     if "set" in data:
         fields["set_properties"] = tuple((Property(key), value) for key, value in data["set"].items())
     return Rule(**fields)

@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from retention.plan import (
@@ -342,6 +343,10 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
 _HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _HTML_SPECIAL = re.compile("[&<>]")
 
+# A keep reason with a group and rank (retention.planner.ranking): "keep:name (group 1.4, 1st of 2)".
+# Rule names have no spaces, so only those notes put one after the name.
+_RANKED_KEEP = re.compile(r"keep:[a-z0-9-]+ \(")
+
 _OP_LABELS = {
     DeleteManifest: "delete",
     DeleteTag: "untag",
@@ -443,7 +448,13 @@ def render_markdown(
         " less storage than its size.",
         "",
     )
-    _markdown_details(out, grouped, max_rows_per_repository=max_rows_per_repository, max_rows=max_rows)
+    ranked: dict[str, list[Kept]] = defaultdict(list)
+    for item in plan.kept:
+        if item.repository in grouped and any(_RANKED_KEEP.match(r) for r in item.reasons):
+            ranked[item.repository].append(item)
+    _markdown_details(
+        out, grouped, ranked, max_rows_per_repository=max_rows_per_repository, max_rows=max_rows
+    )
     return out.text()
 
 
@@ -507,7 +518,12 @@ def _markdown_summary_table(
 
 
 def _markdown_details(
-    out: _Output, grouped: dict[str, list[Action]], *, max_rows_per_repository: int, max_rows: int
+    out: _Output,
+    grouped: dict[str, list[Action]],
+    ranked: dict[str, list[Kept]],
+    *,
+    max_rows_per_repository: int,
+    max_rows: int,
 ) -> None:
     rows_left = max_rows
     skipped_repositories = 0
@@ -529,8 +545,12 @@ def _markdown_details(
             continue
         out.add(*opening)
         shown = 0
-        for action in actions:
-            row = _markdown_row(action)
+        # Version-aware keeps follow the actions: which group and rank saved an image is what a
+        # reviewer of "why was v1.4.0 deleted but not v1.4.1" needs next to the deletions.
+        kept = sorted(ranked.get(repository, ()), key=lambda k: k.digest)
+        total = len(actions) + len(kept)
+        # Lazily: a repository with 100,000 deletions renders only the rows it shows.
+        for row in chain(map(_markdown_row, actions), map(_markdown_kept_row, kept)):
             if shown >= max_rows_per_repository:
                 break
             if rows_left <= 0 or not out.fits(row):
@@ -540,8 +560,8 @@ def _markdown_details(
             shown += 1
             rows_left -= 1
         out.add("")
-        if shown < len(actions):
-            out.add(f"… and {len(actions) - shown} more (see the JSON plan).", "")
+        if shown < total:
+            out.add(f"… and {total - shown} more (see the JSON plan).", "")
         out.add("</details>", "")
     if skipped_repositories:
         out.add(
@@ -567,6 +587,12 @@ def _repository_changes(actions: Sequence[Action]) -> str:
 
 def _markdown_tags(tags: Sequence[str]) -> str:
     return ", ".join(_md(_short_tag(t)) for t in _capped(tags, _MARKDOWN_MAX_TAGS))
+
+
+def _markdown_kept_row(item: Kept) -> str:
+    reasons = ", ".join(_md(r) for r in _reasons(item))
+    cells = ["keep", _code_cell(short_digest(item.digest)), _markdown_tags(item.tags), "", reasons]
+    return "| " + " | ".join(cells) + " |"
 
 
 def _markdown_row(action: Action) -> str:

@@ -117,7 +117,7 @@ def test_apply_leaves_exactly_what_the_plan_promised(
         [*apply_args(emulator, "--policy", POLICY, "--yes", "--report", str(report))], capsys
     )
     assert code == 0, err
-    assert out.splitlines()[-1].startswith("Plan: 48 manifests to delete")
+    assert out.splitlines()[-1].startswith("Plan: 52 manifests to delete")
     assert comparable(emulator.dump().repositories) == comparable(expected_after(before, plan))
     outcomes = records(report.read_text())
     assert len(outcomes) == len(plan.actions)
@@ -128,7 +128,7 @@ def test_apply_leaves_exactly_what_the_plan_promised(
         r"Applied: (\d+) manifests deleted .*?, (\d+) already gone, 0 drifted, 0 failed, 0 skipped", err
     )
     assert summary is not None
-    assert int(summary.group(1)) + int(summary.group(2)) == 48
+    assert int(summary.group(1)) + int(summary.group(2)) == 52
     # Applying the same policy again finds nothing to do.
     code, out, err = run([*apply_args(emulator, "--policy", POLICY, "--yes")], capsys)
     assert code == 0, err
@@ -244,7 +244,7 @@ def test_over_the_limit_nothing_is_executed(
     before = emulator.dump()
     code, _, err = run([*apply_args(emulator, "--policy", POLICY, "--yes", "--max-deletes", "10")], capsys)
     assert code == 3
-    assert "refusing to apply: the plan deletes 48 manifests, more than max_deletes 10" in err
+    assert "refusing to apply: the plan deletes 52 manifests, more than max_deletes 10" in err
     assert emulator.dump() == before
 
 

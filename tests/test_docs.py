@@ -25,6 +25,18 @@ def test_readme_example_policy_is_valid(tmp_path: Path) -> None:
     assert result.problems == ()
 
 
+def test_readme_version_aware_recipes_are_valid(tmp_path: Path) -> None:
+    """The version-aware recipes pass `validate` and match policies/keep-versions.yaml's rules."""
+    (recipes,) = [block for block in yaml_blocks() if "keep-patched-families" in block]
+    (tmp_path / "recipes.yaml").write_text("version: 1\n" + recipes)
+    result = validate([str(tmp_path / "recipes.yaml")])
+    assert result.problems == ()
+    assert result.policy is not None
+    shipped = validate([str(ROOT / "policies" / "keep-versions.yaml")]).policy
+    assert shipped is not None
+    assert [r.name for r in result.policy.rules] == [r.name for r in shipped.rules]
+
+
 def test_readme_quick_start_uses_files_that_exist() -> None:
     """The quick start's policy and snapshot are in the repository."""
     command = re.search(r"acr-retention plan --policy (\S+) --snapshot (\S+)", README)

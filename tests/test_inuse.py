@@ -442,7 +442,7 @@ def test_the_bundled_example_keeps_what_the_bundled_workloads_run(capsys: pytest
     assert main([*EXAMPLE, "--in-use-file", str(ROOT / "examples/in-use.json"), "--format", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["in_use_sources"] == [f"file {ROOT / 'examples/in-use.json'}"]
-    assert plan["summary"]["delete_manifests"] == 42  # 48 without in-use protection
+    assert plan["summary"]["delete_manifests"] == 46  # 52 without in-use protection
     in_use = {
         k["digest"][7:19]: k["reasons"][0] for k in plan["kept"] if k["reasons"][0].startswith("in-use")
     }

@@ -34,12 +34,12 @@ if TYPE_CHECKING:
 
 NOW = "2026-11-26T00:00:00Z"
 PLAN_ARGS = ["plan", "--policy", POLICY, "--snapshot", EXAMPLE, "--now", NOW]
-# The example snapshot under the combined policy (README quick start): 48 deletes, 4 manifest and
-# 1 tag property changes, 7,014,053,244 bytes at most.
+# The example snapshot under the combined policy (README quick start): 52 deletes, 4 manifest and
+# 1 tag property changes, 7,496,082,736 bytes at most.
 EXAMPLE_PLAN = {
-    "acr_retention_planned_deletes": 48.0,
+    "acr_retention_planned_deletes": 52.0,
     "acr_retention_planned_property_changes": 5.0,
-    "acr_retention_planned_upper_bound_bytes": 7014053244.0,
+    "acr_retention_planned_upper_bound_bytes": 7496082736.0,
 }
 APPLY_ONLY = {
     "acr_retention_manifests_deleted",
@@ -360,7 +360,7 @@ def test_a_successful_apply_pushes_exact_metrics(
         **EXAMPLE_PLAN,
         **expected_execution(audit),
     }
-    assert got["acr_retention_manifests_deleted"] + Counter(r["outcome"] for r in audit)["already-gone"] == 48
+    assert got["acr_retention_manifests_deleted"] + Counter(r["outcome"] for r in audit)["already-gone"] == 52
     assert got["acr_retention_property_changes"] == 5
     assert f"Applied: {int(got['acr_retention_manifests_deleted'])} manifests deleted" in err
     assert before <= timing["acr_retention_last_run_timestamp_seconds"] <= after
@@ -405,7 +405,7 @@ def read_only_identity(emulator: Emulator) -> dict[str, float]:
 
 
 def over_the_limit(emulator: Emulator) -> dict[str, float]:
-    """--max-deletes below the plan's 48 deletes: nothing executes, exit 3."""
+    """--max-deletes below the plan's 52 deletes: nothing executes, exit 3."""
     del emulator
     return {
         "acr_retention_run_exit_code": 3,
@@ -454,7 +454,7 @@ def test_a_failed_apply_keeps_the_last_success(
     assert {name: second[name] for name in expected} == expected
     if failure is read_only_identity:
         assert second["acr_retention_actions_failed"] >= 1
-        assert second["acr_retention_actions_failed"] + second["acr_retention_actions_skipped"] == 53
+        assert second["acr_retention_actions_failed"] + second["acr_retention_actions_skipped"] == 57
     assert {name: second[name] for name in EXAMPLE_PLAN} == EXAMPLE_PLAN
     assert [e["succeeded"] for e in log_lines(err) if e["event"] == "metrics_pushed"] == [False]
 
@@ -494,7 +494,7 @@ def test_plan_pushes_its_planned_counts_under_command_plan(
             capsys,
         )
     assert code == 2, err  # a non-empty plan with --detailed-exitcode: a success
-    assert out.splitlines()[-1].startswith("Plan: 48 manifests to delete")
+    assert out.splitlines()[-1].startswith("Plan: 52 manifests to delete")
     (group,) = pushgateway.groups()
     assert group["labels"] == {"job": "nightly/dry-run", "registry": "contoso.azurecr.io", "command": "plan"}
     got = pushgateway.group(**group["labels"])

@@ -531,6 +531,7 @@ def test_schema_defaults_agree_with_the_dataclasses() -> None:
         ("rule", "repositories"),
         ("rule", "exclude_repositories"),
         ("rule", "tag_state"),
+        ("rule", "rank_by"),
     }
     for (section, key), default in documented.items():
         actual = settings_defaults[key] if section == "settings" else rule_defaults[key]
@@ -539,5 +540,6 @@ def test_schema_defaults_agree_with_the_dataclasses() -> None:
     # Keys without a schema default have no value by default in the dataclasses either.
     assert Settings().max_deletes is None
     assert all(
-        rule_defaults[key] is None for key in ("description", "tags", "older_than", "newer_than", "newest")
+        rule_defaults[key] is None
+        for key in ("description", "tags", "older_than", "newer_than", "newest", "group_by", "groups")
     )

@@ -346,7 +346,7 @@ def test_out_and_report_write_into_a_fifo_or_this_process_stdout_in_place(
     reader.join(timeout=30)
     assert code == 0, err
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
-    assert received[0].splitlines()[-1].startswith("Plan: 48 manifests to delete")
+    assert received[0].splitlines()[-1].startswith("Plan: 52 manifests to delete")
 
     emulator.seed_file(EXAMPLE, content_addressed=True)
     plan = offline_plan(emulator.dump())

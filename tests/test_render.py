@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from retention import planner
 from retention.inventory import Property
 from retention.plan import (
     Action,
@@ -29,6 +30,7 @@ from retention.plan import (
     SetTagProperties,
     plan_to_json,
 )
+from retention.policy import GroupBy, RankBy
 from retention.render import (
     MARKDOWN_MAX_BYTES,
     MARKDOWN_MAX_ROWS,
@@ -39,6 +41,7 @@ from retention.render import (
     render_text,
     short_digest,
 )
+from tests.builders import manifest, policy, repository, rule
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -523,3 +526,45 @@ def test_human_bytes(size: int, expected: str) -> None:
 def test_short_digest(digest: str, expected: str) -> None:
     """Digests keep the algorithm and at most 12 characters of the encoding."""
     assert short_digest(digest) == expected
+
+
+# --- version-aware keeps (policy.md §3) --------------------------------------------------------
+
+
+def _ranked_plan() -> Plan:
+    keep = rule(
+        "keep-patches",
+        "keep",
+        tags=[r"v(\d+)\.(\d+)\.\d+"],
+        group_by=GroupBy.CAPTURES,
+        rank_by=RankBy.VERSION,
+        newest=1,
+    )
+    images = (
+        manifest("a" * 64, age_days=40, tags=("v1.4.0",)),
+        manifest("b" * 64, age_days=50, tags=("v1.4.1",)),
+        manifest("c" * 64, age_days=5, tags=("latest",)),
+    )
+    plain = rule("keep-latest", "keep", tags=["latest"])
+    return planner.make_plan(
+        policy(keep, plain, rule("prune", "delete", older_than="30d")), [repository("app", *images)], now=NOW
+    )
+
+
+def test_text_verbose_shows_group_and_rank_in_the_reasons() -> None:
+    text = render_text(_ranked_plan(), verbose=True)
+    assert (
+        "  = sha256:bbbbbbbbbbbb  [v1.4.1]  keep:keep-patches (group 1.4, 1st of 1), saved-from:prune" in text
+    )
+    assert "  - sha256:aaaaaaaaaaaa  [v1.4.0]  updated 2026-10-17  delete:prune" in text
+
+
+def test_markdown_lists_version_aware_keeps_after_the_actions() -> None:
+    """A ranked keep shows next to the deletions it explains; a plain keep stays out, as before."""
+    lines = render_markdown(_ranked_plan()).splitlines()
+    start = lines.index("| Op | Digest | Tags | Details | Reasons |")
+    assert lines[start + 2 : start + 5] == [
+        "| delete | `sha256:aaaaaaaaaaaa` | v1.4.0 | updated 2026-10-17 | delete:prune |",
+        "| keep | `sha256:bbbbbbbbbbbb` | v1.4.1 |  | keep:keep-patches (group 1.4, 1st of 1), saved-from:prune |",
+        "",
+    ]

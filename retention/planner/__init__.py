@@ -18,6 +18,7 @@ subject (`Repository.unreadable`) deletes nothing.
 
 - `graph`: indexes, children, subjects and attachments, and reference cycles;
 - `matching`: which images a rule matches (selectors, time, `newest`);
+- `ranking`: version-aware `newest` (`rank_by: version`, `group_by: captures`, `groups`);
 - `decide`: the decision for each manifest, the cascades, and why it stays;
 - `locks`: the property changes lock rules make.
 """
@@ -154,7 +155,8 @@ def _plan_repository(
     by_created = policy.settings.order_by is OrderBy.CREATED
     include_locked = policy.settings.include_locked
 
-    matched = match_rules(checks, images, by_created=by_created)
+    notes: dict[str, dict[str, str]] = {}  # digest -> rule name -> group and rank (planner.ranking)
+    matched = match_rules(checks, images, by_created=by_created, notes=notes)
     used = in_use.used(repository) if in_use is not None else {}
     protected = in_use_reasons(nodes, used) if used else {}
 
@@ -164,7 +166,7 @@ def _plan_repository(
         digest = manifest.digest
         rules = matched.get(digest)
         decision, why = (
-            decide(rules, locked=manifest.locked, include_locked=include_locked)
+            decide(rules, locked=manifest.locked, include_locked=include_locked, notes=notes.get(digest))
             if rules
             else (Decision.UNTOUCHED, [])
         )

@@ -21,13 +21,20 @@ class Decision(Enum):
     DELETE = 3
 
 
-def decide(rules: list[Rule], *, locked: bool, include_locked: bool) -> tuple[Decision, list[str]]:
-    """policy.md §4 steps 1-4 for one image, with the reasons a plan shows."""
+def decide(
+    rules: list[Rule], *, locked: bool, include_locked: bool, notes: dict[str, str] | None = None
+) -> tuple[Decision, list[str]]:
+    """policy.md §4 steps 1-4 for one image, with the reasons a plan shows.
+
+    `notes` (rule name -> "group 1.4, 2nd of 2", from version-aware `newest`) follow their keep
+    rule's reason in parentheses: rule names have no spaces, so `keep:name` stays the reason's start.
+    """
     keepers = [r for r in rules if r.action is RuleAction.KEEP]
     keepers += [r for r in rules if r.action is RuleAction.LOCK and r.keeps]
     deleters = [r for r in rules if r.action is RuleAction.DELETE]
     if keepers:
-        return Decision.KEEP, [r.reason for r in keepers] + [f"saved-from:{r.name}" for r in deleters]
+        kept = [f"{r.reason} ({notes[r.name]})" if notes and r.name in notes else r.reason for r in keepers]
+        return Decision.KEEP, kept + [f"saved-from:{r.name}" for r in deleters]
     if not deleters:
         return Decision.UNTOUCHED, []
     if locked and not include_locked:

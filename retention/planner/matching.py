@@ -52,14 +52,31 @@ def could_match(rule: Rule, repository: str, manifest: Manifest, *, now: datetim
 
 
 def match_rules(
-    checks: list[RuleCheck], images: list[Manifest], *, by_created: bool
+    checks: list[RuleCheck],
+    images: list[Manifest],
+    *,
+    by_created: bool,
+    notes: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, list[Rule]]:
-    """Rule matching (policy.md §3) for images; `newest` ranks the images that pass the rest."""
+    """Rule matching (policy.md §3) for images; `newest` ranks the images that pass the rest.
+
+    Version-aware rules (`rank_by: version`, `group_by`) rank in `ranking`; `notes` receives, per
+    digest and rule name, the group and rank their keep reasons show ("group 1.4, 2nd of 2").
+    """
+    # Imported here: `ranking` builds on this module's `time_of`.
+    from retention.planner.ranking import is_ranked, rank_newest  # noqa: PLC0415
+
     matched: dict[str, list[Rule]] = {}
     for check in checks:
         passing = [m for m in images if selects(check, m, by_created=by_created)]
         newest = check.rule.newest
-        if newest is not None:
+        if is_ranked(check.rule):
+            ranked = rank_newest(check.rule, passing, by_created=by_created)
+            passing = [r.manifest for r in ranked]
+            if notes is not None:
+                for r in ranked:
+                    notes.setdefault(r.manifest.digest, {})[check.rule.name] = r.note
+        elif newest is not None:
             passing.sort(key=lambda m: m.digest)
             passing.sort(key=lambda m: time_of(m, by_created=by_created), reverse=True)
             del passing[newest:]
