@@ -245,3 +245,23 @@ def test_github_plan_keeps_what_the_cluster_runs() -> None:
     assert (
         "kubectl get pods,deployments,statefulsets,daemonsets,replicasets,jobs,cronjobs -A -o json" in export
     )
+
+
+@pytest.mark.parametrize("mistake", ["--no-such-option", "--registry ''"], ids=["typo", "no-registry"])
+def test_github_plan_step_fails_on_a_usage_error_instead_of_reporting_changes(
+    runner: Path, mistake: str
+) -> None:
+    """A typo or a missing registry is an error (exit 1 under --detailed-exitcode), never exit 2,
+    which the step would read as "this change would delete or lock images"."""
+    summary, outputs = runner / "summary.md", runner / "output.txt"
+    summary.touch()
+    outputs.touch()
+    env = {
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_OUTPUT": str(outputs),
+        "EXTRA_ARGS": "--no-such-option",
+    }
+    step = run_step(runner, ["--noprofile", "--norc", "-eo", "pipefail"], github_plan_script(), env)
+    assert step.returncode == 1, step.stderr
+    assert outputs.read_text() == ""
+    assert "::notice" not in step.stdout

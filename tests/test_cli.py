@@ -158,7 +158,7 @@ def test_policy_from_the_environment(
         ),
         (
             ["plan", "--policy", "p", "--snapshot", "s", "--format", "yaml"],
-            "argument --format: invalid choice: 'yaml'",
+            "argument --format/-o/--output: invalid choice: 'yaml'",
         ),
         (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
         ([], "the following arguments are required: COMMAND"),

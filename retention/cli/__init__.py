@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 
 from retention import logs
 from retention.cli.arguments import PROG, PUSHGATEWAY_VARIABLE, build_parser
-from retention.cli.commands import Run, cmd_apply, cmd_plan, cmd_snapshot, cmd_validate
+from retention.cli.commands import (
+    Run,
+    cmd_apply,
+    cmd_plan,
+    cmd_schema,
+    cmd_snapshot,
+    cmd_validate,
+    cmd_version,
+)
 from retention.errors import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -43,17 +51,33 @@ __all__ = ["build_parser", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # As in terraform (interfaces.md §2): with --detailed-exitcode, 2 means only "succeeded, and
+    # there are changes", so every error, a usage error included, exits 1. A CI step must never
+    # read a typo as "changes".
+    detailed = "--detailed-exitcode" in arguments
+    try:
+        args = build_parser().parse_args(arguments)
+    except SystemExit as exc:
+        if detailed and exc.code not in (0, None):
+            return EXIT_ERROR
+        raise
     logs.configure(args.log_format, args.log_level, secrets=_known_secrets(args))
     run = Run(started=time.monotonic())
     code = _dispatch(args, run)
     if run.gateway is not None:
         _push_metrics(args, run, code, run.gateway)
+    if detailed and not run.returned and code == EXIT_USAGE:
+        return EXIT_ERROR
     return code
 
 
 def _dispatch(args: argparse.Namespace, run: Run) -> int:
     try:
+        if args.command == "version":
+            return cmd_version()
+        if args.command == "schema":
+            return cmd_schema()
         if args.command == "validate":
             return cmd_validate(args.policies, limit=args.max_policy_size)
         if args.command == "snapshot":

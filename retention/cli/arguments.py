@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from retention import __version__
 from retention.inputfiles import DATA_LIMIT, POLICY_LIMIT, format_size, parse_size
@@ -26,8 +27,14 @@ PUSHGATEWAY_JOB_VARIABLE = "ACR_RETENTION_PUSHGATEWAY_JOB"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors name the program the way our other errors do (exit 2), and
-    never echo a credential from the command line (a mistyped option's `user:password@` URL)."""
+    """argparse, but usage errors name the program the way our other errors do (exit 2), never
+    echo a credential from the command line (a mistyped option's `user:password@` URL), and never
+    guess: `apply --y` is not `--yes` (no abbreviations), and examples keep their line breaks."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -63,18 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Retention and cleanup policies for Azure Container Registry: validate, plan, apply.",
     )
+    parser.epilog = _EXAMPLES["main"]
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument(
-        "--log-format",
-        choices=("auto", "json", "console"),
-        default=os.environ.get("ACR_RETENTION_LOG_FORMAT", "auto"),
-        help="structured logs on stderr: JSON off a terminal, console on one (default: auto)",
-    )
-    parser.add_argument(
-        "--log-level",
-        choices=("debug", "info", "warning", "error"),
-        default=os.environ.get("ACR_RETENTION_LOG_LEVEL", "info"),
-    )
+    _add_global_options(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     check = commands.add_parser(
@@ -109,7 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TIME",
         help="RFC 3339 time that ages are measured from (default: the current UTC time)",
     )
-    plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    plan.add_argument(
+        "--format",
+        "-o",
+        "--output",
+        choices=("text", "json", "markdown"),
+        default="text",
+        help="text: the diff for a terminal; json: the plan document (interfaces.md §4); markdown: for"
+        " a CI job summary or PR comment (default text; -o/--output as in kubectl)",
+    )
     plan.add_argument("--out", metavar="FILE", help="write the rendered plan to FILE instead of stdout")
     plan.add_argument(
         "--save-plan", metavar="FILE", help="also write the plan as JSON to FILE (for review or apply --plan)"
@@ -216,7 +222,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     snap.add_argument("--out", required=True, metavar="FILE", help="where to write the snapshot (atomically)")
     _add_registry_options(snap)
+
+    commands.add_parser(
+        "version",
+        help="print the version of acr-retention, its SDKs and Python",
+        description="The versions a bug report needs: acr-retention, the Azure SDK packages, the"
+        " kubernetes client and Python.",
+    )
+    commands.add_parser(
+        "schema",
+        help="print the policy JSON Schema (for editors and other validators)",
+        description="Print the JSON Schema that policies are validated against. Point an editor at it"
+        " with a first line `# yaml-language-server: $schema=<file or URL>`.",
+    )
+    for name, command in commands.choices.items():
+        # Global options also after the subcommand (`plan --log-format console`), as the README
+        # writes them; given there, they override the ones before it.
+        _add_global_options(command, defaults=False)
+        command.epilog = _EXAMPLES.get(name)
     return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    # After the subcommand an option left out must not reset what was given before it.
+    log_format = os.environ.get("ACR_RETENTION_LOG_FORMAT", "auto") if defaults else argparse.SUPPRESS
+    log_level = os.environ.get("ACR_RETENTION_LOG_LEVEL", "info") if defaults else argparse.SUPPRESS
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default=log_format,
+        help="structured logs on stderr: JSON off a terminal, console on one (default: auto, or"
+        " $ACR_RETENTION_LOG_FORMAT)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=log_level,
+        help="the least severe log events shown (default: info, or $ACR_RETENTION_LOG_LEVEL)",
+    )
+
+
+_EXAMPLES: dict[str, str] = {
+    "main": """examples:
+  acr-retention validate policies/
+  acr-retention plan --policy policies/ --registry myreg.azurecr.io
+  acr-retention apply --policy policies/ --registry myreg.azurecr.io --report run.jsonl
+
+Exit codes: 0 success, 1 error, 2 usage error, 3 over max_deletes, 130/143 interrupted.
+With --detailed-exitcode every error is 1 and 2 means "the plan is not empty".""",
+    "validate": """examples:
+  acr-retention validate policies/
+  acr-retention validate policies/base.yaml policies/ci.yaml""",
+    "plan": """examples:
+  acr-retention plan --policy policies/ --registry myreg.azurecr.io
+  acr-retention plan --policy policies/ --snapshot snapshot.json --now 2026-11-26T00:00:00Z -v
+  acr-retention plan --policy policies/ -o markdown --out plan.md --save-plan plan.json --detailed-exitcode
+  acr-retention plan --policy policies/ --registry myreg.azurecr.io --in-use-cluster aks-prod""",
+    "apply": """examples:
+  acr-retention apply --policy policies/ --registry myreg.azurecr.io --report run.jsonl
+  acr-retention apply --plan plan.json --yes --report run.jsonl --in-use-cluster in-cluster""",
+    "snapshot": """examples:
+  acr-retention snapshot --registry myreg.azurecr.io --out snapshot.json
+  acr-retention snapshot --registry myreg.azurecr.io --repository 'team-a/**' --out team-a.json""",
+    "version": "example:\n  acr-retention version",
+    "schema": "example:\n  acr-retention schema > policy.schema.json",
+}
 
 
 def _add_registry_options(parser: argparse.ArgumentParser) -> None:
@@ -234,6 +304,7 @@ def _add_registry_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--audience",
+        type=_audience,
         default=os.environ.get("ACR_RETENTION_AUDIENCE", DEFAULT_AUDIENCE),
         metavar="URL",
         help=f"Entra ID audience for registry tokens (default {DEFAULT_AUDIENCE}; sovereign clouds:"
@@ -302,6 +373,17 @@ def _add_pushgateway_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help=f"job label of the pushed metrics (default: ${PUSHGATEWAY_JOB_VARIABLE}, then {DEFAULT_JOB})",
     )
+
+
+def _audience(text: str) -> str:
+    """An Entra ID audience is an https URL; `containerregistry.azure.net` alone gets tokens no
+    registry accepts, and the refusal would not say why."""
+    value = text.strip()
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        hint = f"; did you mean https://{value}?" if "://" not in value and value else ""
+        raise argparse.ArgumentTypeError(f"{text!r} is not an https URL{hint}")
+    return value
 
 
 def _pushgateway_url(text: str) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import platform
 import stat
 import sys
 import tempfile
@@ -11,10 +13,11 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from retention import logs, registry
+from retention import __version__, logs, registry
 from retention.apply import Budgets, PlanRefusedError, check_saved_plan, confirm, only_repositories, run_apply
 from retention.cli.arguments import PROG
 from retention.errors import (
@@ -31,7 +34,7 @@ from retention.pipeline import plan_from_registry, plan_from_snapshot, snapshot_
 from retention.plan import iter_plan_json
 from retention.planfile import load_plan, plan_key
 from retention.policy import InUseSetting
-from retention.policyload import load_policy, validate
+from retention.policyload import SCHEMA, load_policy, validate
 from retention.registry import Connection, RegistryTarget
 from retention.render import render_markdown, render_text
 
@@ -57,6 +60,24 @@ class Run:
     plan: Plan | None = None
     applied: ApplyResult | None = None
     returned: bool = False  # the command ended with an exit code of its own, not an error
+
+
+def cmd_version() -> int:
+    """What a bug report needs: this tool, the SDK packages it drives, Python."""
+    lines = [f"{PROG} {__version__}"]
+    for package in ("azure-containerregistry", "azure-identity", "azure-core", "kubernetes"):
+        try:
+            lines.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            lines.append(f"{package} (not installed)")
+    lines.append(f"Python {platform.python_version()} ({platform.python_implementation()}, {sys.platform})")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def cmd_schema() -> int:
+    sys.stdout.write(json.dumps(SCHEMA, indent=2, ensure_ascii=False) + "\n")
+    return EXIT_OK
 
 
 def cmd_validate(paths: list[str], *, limit: int) -> int:
@@ -282,6 +303,16 @@ def _connection(args: argparse.Namespace, *, fallback: str | None) -> Connection
             + (", or --snapshot FILE" if args.command == "plan" else "")
         )
     target = RegistryTarget.parse(name)
+    if target.completed:
+        # `az acr -n myreg` habit: a bare registry name is its azurecr.io login server; say so.
+        sys.stderr.write(f"{PROG}: registry {name.strip()!r} taken as {target.login_server}\n")
+    if fallback and target.login_server.casefold() != RegistryTarget.parse(fallback).login_server.casefold():
+        # A policy written for one registry, run against another: legal (staging, a copy), but
+        # worth a word, since the policy's authors may not have meant it.
+        sys.stderr.write(
+            f"{PROG}: warning: planning {target.login_server}, but the policy names"
+            f" {RegistryTarget.parse(fallback).login_server}\n"
+        )
     credential = None if args.anonymous else registry.default_credential()
     return Connection(
         target=target,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.identity import CredentialUnavailableError
 
 from retention.errors import RetentionError
 from retention.redact import redact, redact_url
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 
 DEFAULT_AUDIENCE = "https://containerregistry.azure.net"
+# ACR registry names: 5-50 alphanumerics. `localhost` is a host, not a registry name.
+_BARE_NAME = re.compile(r"(?!localhost$)[A-Za-z0-9]{5,50}")
 
 
 class RegistryError(RetentionError):
@@ -37,11 +41,16 @@ class RegistryTarget:
 
     login_server: str
     endpoint: str
+    completed: bool = False  # a bare name (`myreg`) taken as `myreg.azurecr.io`
 
     @classmethod
     def parse(cls, text: str) -> RegistryTarget:
-        """`myreg.azurecr.io`, `https://myreg.azurecr.io` or `https://127.0.0.1:8443`."""
+        """`myreg.azurecr.io`, `https://myreg.azurecr.io`, `https://127.0.0.1:8443`, or a bare
+        registry name (`myreg`, as `az acr -n` takes it), which means `myreg.azurecr.io`."""
         value = text.strip()
+        if _BARE_NAME.fullmatch(value):
+            login = f"{value.lower()}.azurecr.io"
+            return cls(login_server=login, endpoint=f"https://{login}", completed=True)
         shown = repr(redact_url(text))  # `https://user:password@…` is refused, and not echoed whole
         invalid = f"registry {shown} is not a login server such as myregistry.azurecr.io"
         try:
@@ -112,5 +121,22 @@ def refused_message(connection: Connection, exc: Exception) -> str:
             + (f" ({audience})" if differs else "")
             + f"; check --audience (now {connection.audience})"
         )
+    if connection.credential is not None and _no_credential(exc):
+        # Nothing was refused: no credential source was found at all. Say where one comes from.
+        return (
+            f"registry {login}: no Azure credential is available here; sign in with `az login`, run"
+            " under a workload or managed identity, set AZURE_CLIENT_ID, AZURE_TENANT_ID and"
+            f" AZURE_CLIENT_SECRET, put a registry token in ${ACCESS_TOKEN_VARIABLE}, or use --anonymous"
+            " for a registry with anonymous pull"
+        )
     who = "anonymous access" if connection.credential is None else "the Azure credential"
     return f"registry {login}: {who} was refused: {first_line(exc)}"
+
+
+def _no_credential(exc: Exception) -> bool:
+    """DefaultAzureCredential found no source it could use (as opposed to a token refused)."""
+    text = str(getattr(exc, "message", None) or exc)
+    return (
+        isinstance(exc, CredentialUnavailableError)
+        or "to retrieve a token from the included credentials" in text
+    )

@@ -1,0 +1,157 @@
+"""Command-line conventions an operator relies on (issue 15): no abbreviations, global options
+anywhere, kubectl's -o, exit codes CI cannot misread, and errors that name the next step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from azure.core.exceptions import ClientAuthenticationError
+
+from retention.cli import build_parser, main
+from retention.policyload import SCHEMA
+from retention.registry import Connection, RegistryTarget
+from retention.registry.connection import refused_message
+from tests.conftest import run_cli
+
+if TYPE_CHECKING:
+    from tests.emulator import Emulator
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ["--policy", str(ROOT / "policies/combined"), "--snapshot", str(ROOT / "examples/snapshot.json")]
+EXAMPLE += ["--now", "2026-11-26T00:00:00Z"]
+
+
+def test_abbreviations_are_refused_so_apply_y_is_not_yes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["apply", "--y", "--policy", "p"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "acr-retention: error: unrecognized arguments: --y"
+
+
+def test_global_options_work_after_the_subcommand_too(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["plan", *EXAMPLE, "--log-format", "json", "--log-level", "info"], capsys)
+    assert code == 0
+    assert json.loads(err.splitlines()[-1])["event"] == "plan_made"
+    code, _, err = run_cli(["--log-level", "error", "plan", *EXAMPLE], capsys)
+    assert (code, err) == (0, "")
+
+
+def test_dash_o_is_format_as_in_kubectl_and_out_stays_the_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        run_cli(["plan", *EXAMPLE, "-o", "json"], capsys)[1]
+        == run_cli(["plan", *EXAMPLE, "--format", "json"], capsys)[1]
+    )
+    assert run_cli(["plan", *EXAMPLE, "--output", "markdown"], capsys)[1].startswith("## Retention plan")
+
+
+@pytest.mark.parametrize(
+    ("argv", "plain", "detailed"),
+    [
+        (["plan", *EXAMPLE], 0, 2),  # changes
+        (["plan", *EXAMPLE, "--bogus"], 2, 1),  # a usage error from the parser
+        (["plan", "--policy", str(ROOT / "policies/keep-newest.yaml")], 2, 1),  # no registry: usage
+        (["plan", *EXAMPLE, "--max-deletes", "1"], 3, 3),  # over the limit
+        (["plan", "--policy", "/nonexistent", "--snapshot", "x.json"], 1, 1),  # an error
+    ],
+    ids=["changes", "parser-error", "no-registry", "over-limit", "error"],
+)
+def test_with_detailed_exitcode_every_error_is_1_and_2_only_means_changes(
+    argv: list[str],
+    plain: int,
+    detailed: int,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ACR_RETENTION_REGISTRY", raising=False)
+    assert exit_code(argv) == plain
+    capsys.readouterr()
+    assert exit_code([*argv, "--detailed-exitcode"]) == detailed
+
+
+def exit_code(argv: list[str]) -> int:
+    """main's exit code, whether it returns it or argparse exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as stopped:
+        return stopped.code if isinstance(stopped.code, int) else -1
+
+
+def test_version_names_the_tool_its_sdks_and_python(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["version"], capsys)
+    assert code == 0
+    names = [line.split(" ")[0] for line in out.splitlines()]
+    assert names == [
+        "acr-retention",
+        "azure-containerregistry",
+        "azure-identity",
+        "azure-core",
+        "kubernetes",
+        "Python",
+    ]
+
+
+def test_schema_prints_the_schema_validate_uses(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["schema"], capsys)
+    assert (code, json.loads(out)) == (0, SCHEMA)
+
+
+def test_every_command_has_examples_and_every_option_has_help() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    assert parser.epilog is not None
+    assert "examples:" in parser.epilog
+    for name, command in commands.choices.items():  # type: ignore[union-attr]
+        assert command.epilog, name
+        assert f"acr-retention {name}" in command.epilog, name
+        for action in command._actions:
+            assert action.help, f"{name} {action.option_strings}"
+
+
+def test_an_audience_without_https_is_refused_with_the_fix(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["plan", *EXAMPLE, "--audience", "containerregistry.azure.net"])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "acr-retention: error: argument --audience: 'containerregistry.azure.net' is not an https URL;"
+        " did you mean https://containerregistry.azure.net?"
+    )
+
+
+def test_a_bare_registry_name_means_its_azurecr_io_login_server() -> None:
+    target = RegistryTarget.parse("MyReg01")
+    assert (target.login_server, target.endpoint, target.completed) == (
+        "myreg01.azurecr.io",
+        "https://myreg01.azurecr.io",
+        True,
+    )
+    assert not RegistryTarget.parse("myreg01.azurecr.io").completed
+    assert RegistryTarget.parse("localhost").login_server == "localhost"
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_bare_name_and_a_registry_other_than_the_policys_are_said_aloud(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nregistry: contoso.azurecr.io\nrules:\n  - {name: p, action: delete}\n")
+    code, _, err = run_cli(["plan", "--policy", str(policy), "--registry", emulator.endpoint], capsys)
+    assert code == 0, err
+    assert (
+        f"acr-retention: warning: planning {emulator.login_server}, but the policy names contoso.azurecr.io"
+        in err
+    )
+
+
+def test_no_credential_at_all_says_where_one_comes_from() -> None:
+    connection = Connection(RegistryTarget.parse("myreg.azurecr.io"), credential=object())  # type: ignore[arg-type]
+    error = ClientAuthenticationError(
+        "DefaultAzureCredential failed to retrieve a token from the included credentials.\nAttempted ..."
+    )
+    assert refused_message(connection, error) == (
+        "registry myreg.azurecr.io: no Azure credential is available here; sign in with `az login`, run"
+        " under a workload or managed identity, set AZURE_CLIENT_ID, AZURE_TENANT_ID and"
+        " AZURE_CLIENT_SECRET, put a registry token in $ACR_RETENTION_ACCESS_TOKEN, or use --anonymous"
+        " for a registry with anonymous pull"
+    )
