@@ -161,13 +161,19 @@ def confirm(plan: Plan, *, assume_yes: bool, stdin: IO[str], stderr: IO[str]) ->
 
 
 class Progress:
-    """One updating line on a terminal's stderr; nothing anywhere else."""
+    """One updating line on a terminal's stderr; nothing anywhere else.
 
-    def __init__(self, total: int, stream: IO[str]) -> None:
+    Done/total and outcomes, and what an operator needs to tell throttling from a hang: the rate,
+    the delete budget it is held to now, elapsed time and an estimate of what is left.
+    """
+
+    def __init__(self, total: int, stream: IO[str], *, budget: Callable[[], float] | None = None) -> None:
         self.total = total
         self.stream = stream
         self.enabled = stream.isatty()
         self.counts: Counter[str] = Counter()
+        self.budget = budget
+        self._started = time.monotonic()
         self._shown = 0.0
 
     def update(self, record: Record) -> None:
@@ -176,13 +182,21 @@ class Progress:
         finished = sum(self.counts.values())
         if self.enabled and (now - self._shown > _REDRAW_S or finished == self.total):
             self._shown = now
-            width = 30
-            filled = width * finished // max(1, self.total)
-            parts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(self.counts.items()))
-            self.stream.write(
-                f"\r[{'#' * filled}{'.' * (width - filled)}] {finished}/{self.total}  {parts}\x1b[K"
-            )
+            self.stream.write(f"\r{self.line(finished, now - self._started)}\x1b[K")
             self.stream.flush()
+
+    def line(self, finished: int, elapsed: float) -> str:
+        width = 30
+        filled = width * finished // max(1, self.total)
+        parts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(self.counts.items()))
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {finished}/{self.total}  {parts}"
+        rate = finished / elapsed if elapsed > 0 else 0.0
+        line += f"  {rate:.1f}/s  {_duration(timedelta(seconds=elapsed))} elapsed"
+        if 0 < finished < self.total and rate > 0:
+            line += f"  ~{_duration(timedelta(seconds=(self.total - finished) / rate))} left"
+        if self.budget is not None:
+            line += f"  deletes ≤ {self.budget():.0f}/min"
+        return line
 
     def close(self) -> None:
         if self.enabled:
@@ -209,7 +223,11 @@ def run_apply(
             f" max_deletes {plan.max_deletes}; nothing was changed\n"
         )
         return ApplyResult(exit_code=EXIT_OVER_LIMIT)
-    progress = Progress(len(plan.actions), stderr)
+    limiters = {op: AdaptiveLimiter(per_minute=rate) for op, rate in budgets.per_minute.items()}
+    deletes = limiters.get(OperationClass.DELETE)
+    progress = Progress(
+        len(plan.actions), stderr, budget=(lambda: deletes.per_minute) if deletes is not None else None
+    )
 
     def write(record: Record) -> None:
         # One line per action, flushed: a run killed half-way leaves an honest partial report.
@@ -226,7 +244,6 @@ def run_apply(
         progress.update(record)
 
     started = time.monotonic()
-    limiters = {op: AdaptiveLimiter(per_minute=rate) for op, rate in budgets.per_minute.items()}
     limits = Limits(limiters=limiters, concurrency=concurrency)
     outcome = asyncio.run(_run(plan, connection, policy, limits, write, in_use=in_use))
     progress.close()

@@ -155,3 +155,86 @@ def test_no_credential_at_all_says_where_one_comes_from() -> None:
         " AZURE_CLIENT_SECRET, put a registry token in $ACR_RETENTION_ACCESS_TOKEN, or use --anonymous"
         " for a registry with anonymous pull"
     )
+
+
+def run_in_a_terminal(command: list[str], env: dict[str, str], timeout: float = 120) -> str:
+    """Run `command` with stdin, stdout and stderr on a pseudo-terminal, as an operator would;
+    everything it wrote, as text."""
+    import os  # noqa: PLC0415
+    import pty  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        command, stdin=terminal, stdout=terminal, stderr=terminal, env=env, close_fds=True
+    )
+    os.close(terminal)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the process is done with it
+            break
+        if not data:
+            break
+        chunks.append(data)
+    process.wait(timeout=10)
+    os.close(controller)
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.usefixtures("credential")
+def test_apply_on_a_terminal_keeps_json_off_the_screen_and_says_where_the_report_is(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """On a terminal the plan is coloured, the progress line shows rate and time, no JSON line is
+    printed, and the report goes to a file of its own whose path is the last line."""
+    import os  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from azure.containerregistry import ContainerRegistryClient  # noqa: PLC0415
+
+    from retention import registry  # noqa: PLC0415
+    from tests import pushes  # noqa: PLC0415
+    from tests.emulator import FakeCredential  # noqa: PLC0415
+
+    with ContainerRegistryClient(
+        emulator.endpoint, FakeCredential("admin-token"), audience="https://containerregistry.azure.net"
+    ) as sdk:
+        for number in range(3):
+            pushes.push_image(sdk, "app", tag=f"pr-{number}", salt=str(number))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nrules:\n  - {name: prune-pr, action: delete, tags: ['pr-.*']}\n")
+    env = {
+        **os.environ,
+        registry.ACCESS_TOKEN_VARIABLE: "aad-token",
+        "SSL_CERT_FILE": emulator.ca_file,
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "TERM": "xterm",
+    }
+    env.pop("NO_COLOR", None)
+    command = [
+        sys.executable,
+        "-m",
+        "retention",
+        "apply",
+        "--policy",
+        str(policy),
+        "--registry",
+        emulator.endpoint,
+    ]
+    screen = run_in_a_terminal([*command, "--yes", "--log-level", "warning"], env)
+    reports = list((tmp_path / "state" / "acr-retention" / "reports").glob("*.jsonl"))
+    assert len(reports) == 1
+    assert len(reports[0].read_text().splitlines()) == 3
+    assert '{"time"' not in screen
+    assert "\x1b[31m" in screen  # the plan's deletions, in red
+    assert " elapsed" in screen
+    assert screen.rstrip().splitlines()[-1] == f"Report: {reports[0]}"
+    assert state_digests(emulator) == set()
+
+
+def state_digests(emulator: Emulator) -> set[str]:
+    return {m.digest for r in emulator.dump().repositories for m in r.manifests}

@@ -194,7 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse (exit 3, nothing executed) a plan deleting more than N manifests",
     )
     apply.add_argument(
-        "--report", metavar="FILE", help="write the audit report (JSON lines) here; default stdout"
+        "--report",
+        metavar="FILE",
+        help="write the audit report (JSON lines) here; default: stdout when it is not a terminal, else a"
+        " new file under $XDG_STATE_HOME/acr-retention/reports (its path is printed at the end)",
+    )
+    apply.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="color the plan shown before applying (auto: on a terminal, unless NO_COLOR is set)",
     )
     apply.add_argument(
         "--sku",

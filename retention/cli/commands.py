@@ -198,7 +198,7 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
         # Over the limit, the whole plan is refused: a filter must not let part of it through.
         plan = only_repositories(plan, args.repository)
     run.plan = plan
-    sys.stdout.write(render_text(plan))
+    sys.stdout.write(render_text(plan, color=_color(args, sys.stdout.isatty())))
     sys.stdout.flush()
     if plan.is_empty:
         if args.report:  # an empty report, not the last run's: nothing was to be done
@@ -223,15 +223,35 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
         stderr=sys.stderr,
         in_use=in_use,
     )
-    if not args.report:
-        run.applied = execute(report=sys.stdout)
-        return run.applied.exit_code
+    report_path = args.report
+    if not report_path:
+        if not sys.stdout.isatty():
+            run.applied = execute(report=sys.stdout)
+            return run.applied.exit_code
+        # On a terminal, JSON lines would tear the progress line apart; the audit trail (and what
+        # `restore` needs) goes to a file of its own instead.
+        report_path = str(_default_report(connection.target.login_server, started))
     try:
-        with _report_file(args.report) as report:
+        with _report_file(report_path) as report:
             run.applied = execute(report=report)
     except OSError as exc:
-        raise RetentionError(f"cannot write {args.report}: {exc.strerror or exc}") from None
+        raise RetentionError(f"cannot write {report_path}: {exc.strerror or exc}") from None
+    if not args.report:
+        sys.stderr.write(f"Report: {report_path}\n")
     return run.applied.exit_code
+
+
+def _default_report(registry: str, started: datetime) -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    folder = Path(state) / "acr-retention" / "reports"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RetentionError(
+            f"cannot create {folder} for the report: {exc.strerror or exc}; give --report FILE"
+        ) from None
+    safe = "".join(c if c.isalnum() or c in ".-" else "_" for c in registry)
+    return folder / f"{safe}-{started.strftime('%Y%m%dT%H%M%SZ')}.jsonl"
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -328,11 +348,13 @@ def _render(plan: Plan, args: argparse.Namespace, *, key: bytes | None) -> Itera
         return iter_plan_json(plan, key=key)
     if args.format == "markdown":
         return [render_markdown(plan)]
-    stream_is_tty = not args.out and sys.stdout.isatty()
-    color = args.color == "always" or (
-        args.color == "auto" and stream_is_tty and "NO_COLOR" not in os.environ
+    return [render_text(plan, verbose=args.verbose, color=_color(args, not args.out and sys.stdout.isatty()))]
+
+
+def _color(args: argparse.Namespace, terminal: bool) -> bool:
+    return bool(
+        args.color == "always" or (args.color == "auto" and terminal and "NO_COLOR" not in os.environ)
     )
-    return [render_text(plan, verbose=args.verbose, color=color)]
 
 
 def _write_atomically(path: str, chunks: Iterable[str]) -> None:
