@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
 from collections import Counter
@@ -245,7 +246,7 @@ def run_apply(
 
     started = time.monotonic()
     limits = Limits(limiters=limiters, concurrency=concurrency)
-    outcome = asyncio.run(_run(plan, connection, policy, limits, write, in_use=in_use))
+    outcome = asyncio.run(_run(plan, connection, policy, limits, write, in_use=in_use, stderr=stderr))
     progress.close()
     records, signal_seen, denied = outcome
     counts = Counter(r.outcome for r in records)
@@ -306,15 +307,32 @@ async def _run(
     write: Callable[[Record], None],
     *,
     in_use: InUse | None,
+    stderr: IO[str],
 ) -> tuple[list[Record], int | None, AccessDeniedError | None]:
     stop = asyncio.Event()
     seen: list[int] = []
     loop = asyncio.get_running_loop()
+    execution: Execution | None = None
 
     def interrupted(signum: int) -> None:
-        # Stop starting new actions; those in flight finish and are recorded.
+        # Nothing new is sent from now on (Execution.attempt); requests in flight finish, locks this
+        # run opened are put back, and every action gets its record.
+        name = signal.Signals(signum).name
+        if seen and signum == signal.SIGINT:
+            # A second Ctrl-C: the operator wants out now. The report is flushed line by line.
+            stderr.write(f"\nacr-retention: {name} again: exiting now; the report lists what ran\n")
+            stderr.flush()
+            os._exit(EXIT_INTERRUPTED[signal.SIGINT])
         seen.append(signum)
         stop.set()
+        waiting = execution.in_flight if execution is not None else 0
+        stderr.write(
+            f"\nacr-retention: {name} received: stopping; nothing new is sent, waiting for {waiting}"
+            " request(s) in flight"
+            + (" (Ctrl-C again to exit at once)" if signum == signal.SIGINT else "")
+            + "\n"
+        )
+        stderr.flush()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, interrupted, signum)

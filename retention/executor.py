@@ -65,6 +65,13 @@ if TYPE_CHECKING:
 log = structlog.get_logger("acr-retention")
 
 
+class StoppedError(Exception):
+    """The run was stopped before this request was sent; it was not sent."""
+
+
+STOPPED = "stopped before it was sent"
+
+
 class Outcome(StrEnum):
     DONE = "done"
     ALREADY_GONE = "already-gone"
@@ -141,18 +148,43 @@ class Execution:
     # What clusters run now (read when apply started): a planned delete of it is not sent.
     in_use: InUse | None = None
     records: list[Record] = field(default_factory=list)
+    in_flight: int = 0  # requests sent and not yet answered
     _slots: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.limits.concurrency)
+
+    async def _acquire_unless_stopped(self, limiter: AdaptiveLimiter) -> int:
+        """The limiter's slot, or StoppedError as soon as the run stops: at a low budget a queued
+        request can wait many seconds for its slot, and a stopped run must not wait for them."""
+        if self.stop.is_set():
+            raise StoppedError
+        slot = asyncio.ensure_future(limiter.acquire())
+        stopped = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait((slot, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not slot.done():
+                slot.cancel()
+        if not slot.done() or slot.cancelled():
+            raise StoppedError
+        return slot.result()
 
     def record(self, action: Action, outcome: Outcome, detail: str | None = None) -> None:
         entry = Record(time=datetime.now(UTC), action=action, outcome=outcome, detail=detail)
         self.records.append(entry)
         self.report(entry)
 
-    async def attempt(self, op_class: OperationClass, call: Callable[[], Awaitable[Any]]) -> Any:
-        """One registry call within its class's budget; throttling and transient failures retried."""
+    async def attempt(
+        self, op_class: OperationClass, call: Callable[[], Awaitable[Any]], *, restoring: bool = False
+    ) -> Any:
+        """One registry call within its class's budget; throttling and transient failures retried.
+
+        Once the run is stopped (a signal, access denied) nothing new is sent: a call still waiting
+        for a slot or its budget, or about to be retried, raises StoppedError instead. Only
+        `restoring` calls (putting back locks this run opened) still go out.
+        """
         limiter = self.limits.limiters[op_class]
         last = self.limits.attempts - 1
         for attempt in range(self.limits.attempts):
@@ -161,8 +193,14 @@ class Execution:
                     # The budget is taken only once a slot is free, right before sending: taken
                     # earlier, requests queued for a slot would still go out at the old rate after
                     # a 429 had cut it (measured: 21% of requests answered 429 at 4x the budget, 3% after).
-                    epoch = await limiter.acquire()
-                    result = await call()
+                    epoch = await (limiter.acquire() if restoring else self._acquire_unless_stopped(limiter))
+                    if self.stop.is_set() and not restoring:
+                        raise StoppedError
+                    self.in_flight += 1
+                    try:
+                        result = await call()
+                    finally:
+                        self.in_flight -= 1
             except WriteFailedError as exc:
                 if exc.status == 429:  # noqa: PLR2004
                     limiter.throttled(exc.retry_after, sent_in=epoch)
@@ -245,6 +283,8 @@ async def _repository(scope: _Scope, run: Execution) -> None:
             fresh = None
         else:
             current, fresh = await _fresh_look(scope, listing, run)
+    except StoppedError:
+        return  # its actions are recorded as skipped at the end
     except WriteFailedError as exc:
         for action in actions:
             run.record(action, Outcome.FAILED, f"could not read the repository before acting: {exc}")
@@ -353,6 +393,9 @@ async def _delete(action: DeleteManifest, manifest: Manifest, gone: set[str], ru
         deleted = await run.attempt(
             OperationClass.DELETE, lambda: writer.delete_manifest(action.repository, action.digest)
         )
+    except StoppedError:
+        run.record(action, Outcome.SKIPPED, STOPPED + await _relock(action, manifest, unlocked, run))
+        return False
     except (WriteFailedError, AccessDeniedError) as exc:
         detail = str(exc) + await _relock(action, manifest, unlocked, run)
         run.record(action, Outcome.FAILED, detail)
@@ -415,7 +458,9 @@ async def _relock(
     for tag, props in restore.items():
         try:
             # A 404 here means the item is gone: there is no lock left to restore.
-            await run.attempt(OperationClass.WRITE, _setting(action, tag, props, value=False, run=run))
+            await run.attempt(
+                OperationClass.WRITE, _setting(action, tag, props, value=False, run=run), restoring=True
+            )
         except (WriteFailedError, AccessDeniedError) as again:
             failures.append(f"{'manifest' if tag is None else f'tag {tag}'}: {again}")
     if failures:
@@ -444,6 +489,9 @@ async def _untag(action: DeleteTag, manifests: dict[str, Manifest], run: Executi
         removed = await run.attempt(
             OperationClass.DELETE, lambda: writer.delete_tag(action.repository, action.tag)
         )
+    except StoppedError:
+        run.record(action, Outcome.SKIPPED, STOPPED + await _relock_tag(action, blocking, unlocked, run))
+        return
     except (WriteFailedError, AccessDeniedError) as exc:
         detail = str(exc) + await _relock_tag(action, blocking, unlocked, run)
         run.record(action, Outcome.FAILED, detail)
@@ -468,7 +516,7 @@ async def _relock_tag(
     call = partial(run.writer.set_tag_properties, action.repository, action.tag, changes)
     failure = None
     try:
-        await run.attempt(OperationClass.WRITE, call)
+        await run.attempt(OperationClass.WRITE, call, restoring=True)
     except (WriteFailedError, AccessDeniedError) as again:
         failure = str(again)
     if failure is not None:
@@ -506,6 +554,9 @@ async def _set(
         return
     try:
         changed = await run.attempt(OperationClass.WRITE, call)
+    except StoppedError:
+        run.record(action, Outcome.SKIPPED, STOPPED)
+        return
     except WriteFailedError as exc:
         run.record(action, Outcome.FAILED, str(exc))
         return

@@ -4,20 +4,30 @@ anywhere, kubectl's -o, exit codes CI cannot misread, and errors that name the n
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from azure.containerregistry import ContainerRegistryClient
 from azure.core.exceptions import ClientAuthenticationError
 
+from retention import registry
 from retention.cli import build_parser, main
 from retention.policyload import SCHEMA
 from retention.registry import Connection, RegistryTarget
 from retention.registry.connection import refused_message
+from tests import pushes
 from tests.conftest import run_cli
+from tests.emulator import FakeCredential
 
 if TYPE_CHECKING:
     from tests.emulator import Emulator
+    from tests.emulator.faults import Held
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ["--policy", str(ROOT / "policies/combined"), "--snapshot", str(ROOT / "examples/snapshot.json")]
@@ -238,3 +248,125 @@ def test_apply_on_a_terminal_keeps_json_off_the_screen_and_says_where_the_report
 
 def state_digests(emulator: Emulator) -> set[str]:
     return {m.digest for r in emulator.dump().repositories for m in r.manifests}
+
+
+def held_apply(emulator: Emulator, tmp_path: Path) -> tuple[subprocess.Popen[str], Held, Path]:
+    """`apply` of 12 deletes, 4 at a time, in a process of its own, with every DELETE held by the
+    emulator. The first DELETE goes alone (it proves the token the others use) and is served;
+    returns once the next 4 are in flight and held (the concurrency limit: no sixth can be sent)."""
+    audience = "https://containerregistry.azure.net"
+    with ContainerRegistryClient(emulator.endpoint, FakeCredential("admin-token"), audience=audience) as sdk:
+        for number in range(12):
+            pushes.push_image(sdk, "app", tag=f"pr-{number}", salt=str(number))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nrules:\n  - {name: prune-pr, action: delete, tags: ['pr-.*']}\n")
+    first = emulator.faults.hold(method="DELETE", seconds=60, times=1)
+    rest = emulator.faults.hold(method="DELETE", seconds=60, times=11)
+    report = tmp_path / "report.jsonl"
+    command = [
+        sys.executable,
+        "-m",
+        "retention",
+        "apply",
+        "--policy",
+        str(policy),
+        "--registry",
+        emulator.endpoint,
+    ]
+    command += ["--yes", "--concurrency", "4", "--report", str(report), "--max-deletes-per-minute", "600000"]
+    env = {**os.environ, registry.ACCESS_TOKEN_VARIABLE: "aad-token", "SSL_CERT_FILE": emulator.ca_file}
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+    assert first.arrived.wait(60)
+    first.serve_now()
+    deadline = time.monotonic() + 60
+    while rest.count < 4 and time.monotonic() < deadline:  # synchronised on the emulator, not a sleep
+        time.sleep(0.01)
+    assert rest.count == 4
+    return job, rest, report
+
+
+def until(job: subprocess.Popen[str], text: str) -> str:
+    """stderr read line by line up to the one containing `text` (the run's own acknowledgement)."""
+    assert job.stderr is not None
+    seen = ""
+    while text not in seen:
+        line = job.stderr.readline()
+        assert line, seen
+        seen += line
+    return seen
+
+
+@pytest.mark.usefixtures("credential")
+def test_after_ctrl_c_nothing_new_is_sent_and_the_run_says_so(emulator: Emulator, tmp_path: Path) -> None:
+    """Ctrl-C with 4 DELETEs in flight: the run says so at once, the 4 finish, no other DELETE
+    reaches the registry, the 7 others are reported skipped, exit 130."""
+    job, rest, report = held_apply(emulator, tmp_path)
+    job.send_signal(signal.SIGINT)
+    seen = until(job, "SIGINT received")  # serve the four only once the run has taken the signal
+    rest.serve_now()
+    _, later = job.communicate(timeout=60)
+    err = seen + later
+
+    assert job.returncode == 130, err
+    assert rest.count == 4, err  # not one DELETE sent after the signal
+    assert (
+        "acr-retention: SIGINT received: stopping; nothing new is sent, waiting for 4 request(s) in flight"
+        in err
+    )
+    outcomes = sorted(json.loads(line)["outcome"] for line in report.read_text().splitlines())
+    assert outcomes == ["done"] * 5 + ["skipped"] * 7
+    assert len(state_digests(emulator)) == 7
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_second_ctrl_c_exits_at_once_with_the_report_as_far_as_it_got(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    job, rest, report = held_apply(emulator, tmp_path)
+    job.send_signal(signal.SIGINT)
+    until(job, "SIGINT received")
+    job.send_signal(signal.SIGINT)
+    try:
+        _, err = job.communicate(timeout=30)  # the held DELETEs would take 60 s
+    finally:
+        rest.serve_now()
+    assert job.returncode == 130
+    assert "acr-retention: SIGINT again: exiting now; the report lists what ran" in err
+    assert [json.loads(line)["outcome"] for line in report.read_text().splitlines()] == ["done"]
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_signal_after_the_unlock_sends_no_delete_and_puts_the_locks_back(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """include_locked: SIGTERM while the unlock (PATCH) is in flight. The unlock finishes; the
+    delete is never sent; the locks the plan saw are back; the action is skipped; exit 143."""
+    from tests.test_apply_safety import (  # noqa: PLC0415
+        INCLUDE_LOCKED,
+        locked_image,
+        locks,
+        records,
+        run_apply_in_a_process,
+        save_plan,
+        write_policy,
+    )
+
+    with ContainerRegistryClient(
+        emulator.endpoint, FakeCredential("admin-token"), audience="https://containerregistry.azure.net"
+    ) as sdk:
+        digest = locked_image(sdk)
+    saved = save_plan(emulator, write_policy(tmp_path, INCLUDE_LOCKED), tmp_path, capsys)
+    unlock = emulator.faults.hold(method="PATCH", path_contains=digest.split(":")[1], seconds=60)
+    report = tmp_path / "report.jsonl"
+    job = run_apply_in_a_process(emulator, saved, report)
+    assert unlock.arrived.wait(60)
+    job.send_signal(signal.SIGTERM)
+    until(job, "SIGTERM received")
+    unlock.serve_now()
+    _, err = job.communicate(timeout=60)
+
+    assert job.returncode == 143, err
+    assert locks(emulator, digest) == (False, False, False)
+    record = records(report.read_text())[digest]
+    assert record["outcome"] == "skipped"
+    assert record["detail"] == "stopped before it was sent; the locks it had were restored"
