@@ -370,3 +370,38 @@ def test_a_signal_after_the_unlock_sends_no_delete_and_puts_the_locks_back(
     record = records(report.read_text())[digest]
     assert record["outcome"] == "skipped"
     assert record["detail"] == "stopped before it was sent; the locks it had were restored"
+
+
+def test_validate_for_github_annotates_each_problem_with_hostile_text_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retention.cli.commands import github_annotation  # noqa: PLC0415
+    from retention.errors import Problem  # noqa: PLC0415
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nrules:\n  - {name: p, action: prune}\n")
+    code, out, _ = run_cli(["validate", "--format", "github", str(bad)], capsys)
+    assert code == 1
+    assert out.splitlines()[0] == (
+        f"::error file={bad},line=3,col=23,title=acr-retention policy::$.rules[0].action: must be one of"
+        " keep, delete, lock, untag, not 'prune'"
+    )
+    assert out.splitlines()[-1] == "1 problem in 1 file"
+    hostile = Problem("a,b:c.yaml", 1, 2, "$", "100%\n::warning::forged")
+    assert github_annotation(hostile) == (
+        "::error file=a%2Cb%3Ac.yaml,line=1,col=2,title=acr-retention policy::$: 100%25%0A::warning::forged"
+    )
+
+
+def test_every_example_policy_points_editors_at_the_schema_and_the_hook_validates_them() -> None:
+    import yaml  # noqa: PLC0415
+
+    for policy in [*ROOT.glob("policies/*.yaml"), *ROOT.glob("policies/combined/*.yaml")]:
+        first = policy.read_text().splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema="), policy
+        schema = (policy.parent / first.split("=", 1)[1]).resolve()
+        assert schema == ROOT / "retention" / "schema" / "policy.schema.json", policy
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["entry"].split() == ["acr-retention", "validate"]
+    assert build_parser().parse_args([*hook["entry"].split()[1:], *hook["args"]]).policies == ["policies/"]
+    assert hook["pass_filenames"] is False  # rule names are unique across the whole set

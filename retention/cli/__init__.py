@@ -79,7 +79,9 @@ def _dispatch(args: argparse.Namespace, run: Run) -> int:
         if args.command == "schema":
             return cmd_schema()
         if args.command == "validate":
-            return cmd_validate(args.policies, limit=args.max_policy_size)
+            return cmd_validate(
+                args.policies, limit=args.max_policy_size, annotations=args.format == "github"
+            )
         if args.command == "snapshot":
             return cmd_snapshot(args)
         run.gateway = _pushgateway(args)

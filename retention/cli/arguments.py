@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Every problem is reported; exit 1 when there is any.",
     )
     check.add_argument("policies", nargs="+", metavar="POLICY", help="policy file or directory of *.yaml")
+    check.add_argument(
+        "--format",
+        choices=("text", "github"),
+        default="text",
+        help="text: file:line:col: $.path: message lines; github: also GitHub Actions annotations,"
+        " which mark each problem on the pull request's diff (default text)",
+    )
     _add_size_limits(check, inputs=False)
 
     plan = commands.add_parser(
@@ -281,7 +288,8 @@ Exit codes: 0 success, 1 error, 2 usage error, 3 over max_deletes, 130/143 inter
 With --detailed-exitcode every error is 1 and 2 means "the plan is not empty".""",
     "validate": """examples:
   acr-retention validate policies/
-  acr-retention validate policies/base.yaml policies/ci.yaml""",
+  acr-retention validate policies/base.yaml policies/ci.yaml
+  acr-retention validate --format github policies/    # in a GitHub Actions step""",
     "plan": """examples:
   acr-retention plan --policy policies/ --registry myreg.azurecr.io
   acr-retention plan --policy policies/ --snapshot snapshot.json --now 2026-11-26T00:00:00Z -v

@@ -25,6 +25,7 @@ from retention.errors import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_OVER_LIMIT,
+    Problem,
     RetentionError,
     UsageError,
 )
@@ -80,10 +81,31 @@ def cmd_schema() -> int:
     return EXIT_OK
 
 
-def cmd_validate(paths: list[str], *, limit: int) -> int:
+def cmd_validate(paths: list[str], *, limit: int, annotations: bool = False) -> int:
     result = validate(paths, limit=limit)
+    if annotations:
+        sys.stdout.writelines(github_annotation(problem) + "\n" for problem in result.problems)
     sys.stdout.write(result.report())
     return EXIT_ERROR if result.problems else EXIT_OK
+
+
+def github_annotation(problem: Problem) -> str:
+    """`::error file=…,line=…,col=…,title=…::message`: GitHub marks the line in the pull request.
+    Values are escaped as the workflow-command format requires (`%`, CR, LF; also `:` and `,` in
+    properties), so a hostile file name or message cannot end the command early."""
+
+    def data(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(text: str) -> str:
+        return data(text).replace(":", "%3A").replace(",", "%2C")
+
+    where = [f"file={prop(problem.file)}"]
+    if problem.line is not None:
+        where += [f"line={problem.line}", f"col={problem.column or 1}"]
+    where.append(f"title={prop('acr-retention policy')}")
+    message = f"{problem.json_path}: {problem.message}" if problem.json_path else problem.message
+    return f"::error {','.join(where)}::{data(message)}"
 
 
 def cmd_plan(args: argparse.Namespace, run: Run) -> int:
