@@ -21,13 +21,15 @@ if TYPE_CHECKING:
 LogFormat = Literal["auto", "json", "console"]
 
 _known: tuple[str, ...] = ()  # secret values of this run (environment), masked wherever they appear
+_settings: tuple[LogFormat, str, tuple[str, ...]] = ("auto", "info", ())
 
 
 def configure(log_format: LogFormat = "auto", level: str = "info", *, secrets: Iterable[str] = ()) -> None:
     """`secrets`: values known to be credentials (an access token handed in, a client secret),
     masked in every event and in `scrub`, whatever their shape."""
-    global _known  # noqa: PLW0603 - one process, one configuration, like structlog's own
+    global _known, _settings  # noqa: PLW0603 - one process, one configuration, like structlog's own
     _known = tuple(s for s in secrets if s)
+    _settings = (log_format, level, _known)
     stream = sys.stderr
     use_json = log_format == "json" or (log_format == "auto" and not stream.isatty())
     renderer: structlog.typing.Processor
@@ -51,6 +53,12 @@ def configure(log_format: LogFormat = "auto", level: str = "info", *, secrets: I
     if logging.lastResort is not None:
         # What azure-core, azure-identity or aiohttp log at WARNING with no handler configured.
         logging.lastResort.setFormatter(_RedactingFormatter())
+
+
+def settings() -> tuple[LogFormat, str, tuple[str, ...]]:
+    """What `configure` was given, for a spawned process to configure itself the same way (a
+    spawned process starts with structlog's defaults: every level, on stdout, into the plan)."""
+    return _settings
 
 
 def scrub(text: str) -> str:

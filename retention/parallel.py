@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from retention import registry
+from retention import logs, registry
 from retention.errors import RetentionError
 from retention.registry import RegistryError, Skipped
 from retention.registry.reader import warn_if_unreadable
@@ -54,10 +54,17 @@ class _Failed:
     expected: bool  # a RegistryError the user can act on, else a bug with its traceback
 
 
-def _reader(
-    connection: Connection, needs: Needs, inbox: Any, outbox: Any, stop: Event
+def _reader(  # noqa: PLR0917 - multiprocessing.Process passes its args positionally
+    connection: Connection,
+    needs: Needs,
+    inbox: Any,
+    outbox: Any,
+    stop: Event,
+    log_settings: tuple[logs.LogFormat, str, tuple[str, ...]],
 ) -> None:  # pragma: no cover - runs in a spawned process; its effects are tested through the merge
     """A reader process: wait for its share of the catalog, read it, answer each repository in order."""
+    log_format, level, secrets = log_settings
+    logs.configure(log_format, level, secrets=secrets)
 
     parent = multiprocessing.parent_process()
 
@@ -116,7 +123,7 @@ def iter_registry_processes(
     readers: list[SpawnProcess] = [
         context.Process(
             target=_reader,
-            args=(connection, needs, inbox, outbox, stop),
+            args=(connection, needs, inbox, outbox, stop, logs.settings()),
             name=f"acr-inventory-{index}",
             daemon=True,
         )
