@@ -148,9 +148,12 @@ def test_a_bare_name_and_a_registry_other_than_the_policys_are_said_aloud(
     policy.write_text("version: 1\nregistry: contoso.azurecr.io\nrules:\n  - {name: p, action: delete}\n")
     code, _, err = run_cli(["plan", "--policy", str(policy), "--registry", emulator.endpoint], capsys)
     assert code == 0, err
-    assert (
-        f"acr-retention: warning: planning {emulator.login_server}, but the policy names contoso.azurecr.io"
-        in err
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    (warning,) = [e for e in events if e["event"] == "registry_differs_from_policy"]
+    assert (warning["level"], warning["registry"], warning["policy_registry"]) == (
+        "warning",
+        emulator.login_server,
+        "contoso.azurecr.io",
     )
 
 

@@ -37,6 +37,7 @@ from retention.planfile import load_plan, plan_key
 from retention.policy import InUseSetting
 from retention.policyload import SCHEMA, load_policy, validate
 from retention.registry import Connection, RegistryTarget
+from retention.registry.cache import default_cache_path
 from retention.render import render_markdown, render_text
 
 if TYPE_CHECKING:
@@ -345,15 +346,16 @@ def _connection(args: argparse.Namespace, *, fallback: str | None) -> Connection
             + (", or --snapshot FILE" if args.command == "plan" else "")
         )
     target = RegistryTarget.parse(name)
+    log = logs.get_logger()
     if target.completed:
         # `az acr -n myreg` habit: a bare registry name is its azurecr.io login server; say so.
-        sys.stderr.write(f"{PROG}: registry {name.strip()!r} taken as {target.login_server}\n")
-    if fallback and target.login_server.casefold() != RegistryTarget.parse(fallback).login_server.casefold():
+        log.info("registry_name_completed", given=name.strip(), registry=target.login_server)
+    policy_registry = RegistryTarget.parse(fallback).login_server if fallback else None
+    if policy_registry and target.login_server.casefold() != policy_registry.casefold():
         # A policy written for one registry, run against another: legal (staging, a copy), but
         # worth a word, since the policy's authors may not have meant it.
-        sys.stderr.write(
-            f"{PROG}: warning: planning {target.login_server}, but the policy names"
-            f" {RegistryTarget.parse(fallback).login_server}\n"
+        log.warning(
+            "registry_differs_from_policy", registry=target.login_server, policy_registry=policy_registry
         )
     credential = None if args.anonymous else registry.default_credential()
     return Connection(
@@ -362,6 +364,7 @@ def _connection(args: argparse.Namespace, *, fallback: str | None) -> Connection
         audience=args.audience,
         concurrency=args.concurrency,
         processes=args.processes,
+        cache_path=None if args.no_cache else (args.cache or str(default_cache_path())),
     )
 
 
