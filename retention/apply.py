@@ -168,18 +168,26 @@ class Progress:
     the delete budget it is held to now, elapsed time and an estimate of what is left.
     """
 
-    def __init__(self, total: int, stream: IO[str], *, budget: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        total: int,
+        stream: IO[str],
+        *,
+        budget: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.total = total
         self.stream = stream
         self.enabled = stream.isatty()
         self.counts: Counter[str] = Counter()
         self.budget = budget
-        self._started = time.monotonic()
-        self._shown = 0.0
+        self.clock = clock
+        self._started = clock()
+        self._shown = float("-inf")
 
     def update(self, record: Record) -> None:
         self.counts[record.outcome] += 1
-        now = time.monotonic()
+        now = self.clock()
         finished = sum(self.counts.values())
         if self.enabled and (now - self._shown > _REDRAW_S or finished == self.total):
             self._shown = now

@@ -184,10 +184,17 @@ def test_progress_is_one_line_on_a_terminal_and_nothing_elsewhere() -> None:
     """A terminal gets a redrawn line ending with the totals; a pipe gets nothing."""
     terminal, pipe = Terminal(), io.StringIO()
     for stream in (terminal, pipe):
-        progress = Progress(2, stream)
+        # The clock reads: started, first record, second record.
+        progress = Progress(2, stream, budget=lambda: 250.0, clock=iter([100.0, 104.0, 108.0]).__next__)
         progress.update(record(Outcome.DONE))
         progress.update(record(Outcome.FAILED))
         progress.close()
     assert pipe.getvalue() == ""
-    last = terminal.getvalue().rstrip("\n").split("\r")[-1]
-    assert last == "[" + "#" * 30 + "] 2/2  1 done, 1 failed\x1b[K"
+    lines = terminal.getvalue().rstrip("\n").split("\r")[1:]
+    assert lines == [
+        "["
+        + "#" * 15
+        + "." * 15
+        + "] 1/2  1 done  0.2/s  0m04s elapsed  ~0m04s left  deletes ≤ 250/min\x1b[K",
+        "[" + "#" * 30 + "] 2/2  1 done, 1 failed  0.2/s  0m08s elapsed  deletes ≤ 250/min\x1b[K",
+    ]
