@@ -16,6 +16,17 @@ if TYPE_CHECKING:
     from collections.abc import Generator, Iterator
 
 
+@pytest.fixture(autouse=True)
+def content_cache_of_its_own(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test starts with an empty content cache of its own (retention.registry.cache), in
+    this process and the commands it starts: request counts must not depend on test order, and
+    nothing is written to the user's cache directory."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("ACR_RETENTION_CACHE", raising=False)
+
+
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[Emulator]:
     with Emulator() as server:

@@ -328,6 +328,17 @@ def _add_registry_options(parser: argparse.ArgumentParser) -> None:
         " https://containerregistry.azure.cn, https://containerregistry.azure.us; ARM audience:"
         " https://management.azure.com)",
     )
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--cache",
+        metavar="PATH",
+        help="the content cache, an SQLite file (default: $ACR_RETENTION_CACHE, else"
+        " $XDG_CACHE_HOME/acr-retention/content.sqlite3): manifests are immutable, so content read once"
+        " is not read again",
+    )
+    cache.add_argument(
+        "--no-cache", action="store_true", help="read every manifest's content from the registry"
+    )
     parser.add_argument(
         "--concurrency",
         type=_positive,

@@ -71,6 +71,7 @@ class Connection:
     audience: str = DEFAULT_AUDIENCE
     concurrency: int = 8  # repositories read at once, per reader process
     processes: int = 1  # reader processes for the inventory (retention.parallel)
+    cache_path: str | None = None  # the content cache (retention.registry.cache); None: no cache
 
 
 @contextlib.asynccontextmanager

@@ -22,6 +22,7 @@ from retention.inventory import INDEX_MEDIA_TYPES, Listing, Manifest, Repository
 from retention.matchers import compile_globs
 from retention.redact import redact
 from retention.registry.auth import open_client
+from retention.registry.cache import ContentCache, open_cache
 from retention.registry.connection import close_credential, registry_errors
 
 if TYPE_CHECKING:
@@ -86,9 +87,11 @@ class RepositoryGone(Exception):  # noqa: N818 - a signal, not an error for the 
     pass
 
 
-async def read_repository(client: ContainerRegistryClient, name: str, needs: Needs) -> Repository:
+async def read_repository(
+    client: ContainerRegistryClient, name: str, needs: Needs, cache: ContentCache | None = None
+) -> Repository:
     """One repository's manifests, newest first, with the details and content the policy needs."""
-    return await complete_repository(client, await list_repository(client, name, needs), needs)
+    return await complete_repository(client, await list_repository(client, name, needs), needs, cache)
 
 
 async def list_repository(client: ContainerRegistryClient, name: str, needs: Needs) -> Listing:
@@ -115,13 +118,16 @@ async def list_repository(client: ContainerRegistryClient, name: str, needs: Nee
     return Listing(Repository(name=name, manifests=tuple(manifests.values())), unlisted)
 
 
-async def complete_repository(client: ContainerRegistryClient, listing: Listing, needs: Needs) -> Repository:
+async def complete_repository(
+    client: ContainerRegistryClient, listing: Listing, needs: Needs, cache: ContentCache | None = None
+) -> Repository:
     """The listing with what only manifest content tells: the children of indexes whose listing
     left them out, and the `subject` of every manifest that can be a referrer (index children
     included).
 
     When some of that content cannot be read or trusted, the repository comes back marked
-    `unreadable` (it then deletes nothing, policy.md §4) instead of guessed at.
+    `unreadable` (it then deletes nothing, policy.md §4) instead of guessed at. Content the
+    `cache` knows is not read again (manifests are immutable).
     """
     repository = listing.repository
     name = repository.name
@@ -129,7 +135,9 @@ async def complete_repository(client: ContainerRegistryClient, listing: Listing,
     contents: dict[str, dict[str, Any]] = {}
     try:
         unlisted = list(listing.unlisted_references)
-        for digest, content in zip(unlisted, await _contents(client, name, unlisted), strict=True):
+        for digest, content in zip(
+            unlisted, await _cached_contents(client, name, unlisted, cache), strict=True
+        ):
             contents[digest] = content
             references = tuple(
                 str(m["digest"])
@@ -140,7 +148,7 @@ async def complete_repository(client: ContainerRegistryClient, listing: Listing,
         # Index children too: a manifest an index lists can carry a subject as well, and then the
         # registry deletes it with that subject, whatever the index says.
         wanted = [d for d, m in manifests.items() if d not in contents and needs.content(name, m)]
-        contents.update(zip(wanted, await _contents(client, name, wanted), strict=True))
+        contents.update(zip(wanted, await _cached_contents(client, name, wanted, cache), strict=True))
     except _Unreadable as exc:
         return replace(repository, unreadable=str(exc))
     for digest, content in contents.items():
@@ -190,6 +198,20 @@ READ_AHEAD = 4
 # Content reads of one repository in flight at once. Each is one small GET; reading them one
 # after another made a repository with many referrers cost a round trip per referrer.
 CONTENT_READS_IN_FLIGHT = 8
+
+
+async def _cached_contents(
+    client: ContainerRegistryClient, name: str, digests: Sequence[str], cache: ContentCache | None
+) -> list[dict[str, Any]]:
+    """`_contents`, reading only what `cache` does not know, and teaching it what was read."""
+    if cache is None:
+        return await _contents(client, name, digests)
+    known = cache.get_many(list(digests))
+    missing = [d for d in digests if d not in known]
+    read = dict(zip(missing, await _contents(client, name, missing), strict=True))
+    # {} is a manifest deleted since the listing: nothing to remember.
+    cache.put_many({d: content for d, content in read.items() if content})
+    return [known[d] if d in known else read[d] for d in digests]
 
 
 async def _contents(
@@ -274,13 +296,15 @@ async def read_shard(
     connection: Connection, needs: Needs, names: Sequence[str]
 ) -> AsyncIterator[Repository | Skipped]:
     """These repositories, in this order, each read or skipped; for a reader process."""
-    client, cache = open_client(connection)
+    client, tokens = open_client(connection)
+    contents = open_cache(connection.cache_path)
     try:
         async with client, registry_errors(connection):
-            async for item in _read_names(client, names, needs, connection.concurrency):
+            async for item in _read_names(client, names, needs, connection.concurrency, contents):
                 yield item
-            log.debug("token_requests", count=cache.requests_for_tokens)
+            log.debug("token_requests", count=tokens.requests_for_tokens)
     finally:
+        _log_cache(contents)
         await close_credential(connection)
 
 
@@ -288,17 +312,25 @@ async def read_registry(
     connection: Connection, needs: Needs, *, repositories: Sequence[str] = ()
 ) -> AsyncIterator[Repository]:
     """Every selected repository, in catalog order, `concurrency` of them read at once."""
-    client, cache = open_client(connection)
+    client, tokens = open_client(connection)
+    contents = open_cache(connection.cache_path)
     async with client, registry_errors(connection):
         names = await _repository_names(client, needs, repositories)
         log.info("repositories_listed", registry=connection.target.login_server, repositories=len(names))
-        async for item in _read_names(client, names, needs, connection.concurrency):
+        async for item in _read_names(client, names, needs, connection.concurrency, contents):
             if isinstance(item, Skipped):
                 log.warning("repository_skipped", repository=item.name, reason=item.reason)
             else:
                 warn_if_unreadable(item)
                 yield item
-        log.debug("token_requests", count=cache.requests_for_tokens)
+        log.debug("token_requests", count=tokens.requests_for_tokens)
+    _log_cache(contents)
+
+
+def _log_cache(contents: ContentCache | None) -> None:
+    if contents is not None:
+        log.info("content_cache", path=str(contents.path), hits=contents.hits, reads=contents.misses)
+        contents.close()
 
 
 def warn_if_unreadable(repository: Repository) -> None:
@@ -307,7 +339,11 @@ def warn_if_unreadable(repository: Repository) -> None:
 
 
 async def _read_names(
-    client: ContainerRegistryClient, names: Sequence[str], needs: Needs, concurrency: int
+    client: ContainerRegistryClient,
+    names: Sequence[str],
+    needs: Needs,
+    concurrency: int,
+    cache: ContentCache | None = None,
 ) -> AsyncIterator[Repository | Skipped]:
     """Each name read or skipped, in order, `concurrency` at once.
 
@@ -321,7 +357,7 @@ async def _read_names(
         while yielded < len(names):
             running = [t for t in tasks.values() if not t.done()]
             while started < len(names) and len(running) < concurrency and started - yielded < ahead:
-                task = asyncio.create_task(_read_or_skip(client, names[started], needs))
+                task = asyncio.create_task(_read_or_skip(client, names[started], needs, cache))
                 tasks[started] = task
                 running.append(task)
                 started += 1
@@ -337,11 +373,13 @@ async def _read_names(
         await asyncio.gather(*tasks.values(), return_exceptions=True)
 
 
-async def _read_or_skip(client: ContainerRegistryClient, name: str, needs: Needs) -> Repository | Skipped:
+async def _read_or_skip(
+    client: ContainerRegistryClient, name: str, needs: Needs, cache: ContentCache | None = None
+) -> Repository | Skipped:
     """A repository (marked `unreadable` when its content cannot be trusted), or why it is left
     out: it vanished while being listed."""
     try:
-        return await read_repository(client, name, needs)
+        return await read_repository(client, name, needs, cache)
     except RepositoryGone:
         return Skipped(name, "deleted while being listed")
 

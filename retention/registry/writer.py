@@ -17,6 +17,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 
 from retention.errors import AccessDeniedError, WriteFailedError
 from retention.registry.auth import TokenCache, wrong_audience
+from retention.registry.cache import ContentCache, open_cache
 from retention.registry.connection import first_line, refused_message
 from retention.registry.reader import RepositoryGone, complete_repository, list_repository
 
@@ -51,12 +52,16 @@ class RegistryWriter:
             transport=AioHttpTransport(),
         )
         cache.client = self.client
+        self.contents: ContentCache | None = None
 
     async def __aenter__(self) -> Self:
         await self.client.__aenter__()  # type: ignore[no-untyped-call]
+        self.contents = open_cache(self.connection.cache_path)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.contents is not None:
+            self.contents.close()
         await self.client.__aexit__(*exc)  # type: ignore[no-untyped-call]
 
     async def listing(self, repository: str, needs: Needs) -> Listing | None:
@@ -68,7 +73,7 @@ class RegistryWriter:
 
     async def complete(self, listing: Listing, needs: Needs) -> Repository:
         """The listed repository with what only content tells (children, subjects), as `plan` reads it."""
-        return await self._call(complete_repository(self.client, listing, needs))
+        return await self._call(complete_repository(self.client, listing, needs, self.contents))
 
     async def delete_manifest(self, repository: str, digest: str) -> bool:
         """True when this call deleted it, False when it was already gone (404)."""
