@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from retention import logs
 from retention.cli.arguments import PROG, PUSHGATEWAY_VARIABLE, build_parser
 from retention.cli.commands import Run, cmd_apply, cmd_plan, cmd_snapshot, cmd_validate
+from retention.cli.recovery import cmd_recovery
 from retention.errors import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -58,6 +59,8 @@ def _dispatch(args: argparse.Namespace, run: Run) -> int:
             return cmd_validate(args.policies, limit=args.max_policy_size)
         if args.command == "snapshot":
             return cmd_snapshot(args)
+        if args.command in ("deleted", "restore"):
+            return cmd_recovery(args)
         run.gateway = _pushgateway(args)
         code = cmd_apply(args, run) if args.command == "apply" else cmd_plan(args, run)
         run.returned = True

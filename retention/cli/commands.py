@@ -32,6 +32,7 @@ from retention.plan import iter_plan_json
 from retention.planfile import load_plan, plan_key
 from retention.policy import InUseSetting
 from retention.policyload import load_policy, validate
+from retention.recovery import recovery_line
 from retention.registry import Connection, RegistryTarget
 from retention.render import render_markdown, render_text
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from retention.metrics import Pushgateway
     from retention.plan import Plan
     from retention.policy import Policy
+    from retention.registry.arm import SoftDeletePolicy
 
 
 @dataclass
@@ -92,6 +94,9 @@ def cmd_plan(args: argparse.Namespace, run: Run) -> int:
         )
     run.registry = run.registry or plan.registry
     run.plan = plan
+    if args.registry_resource_id and not args.snapshot:
+        # Not in the rendered plan (whose formats are golden): one line beside it on stderr.
+        sys.stderr.write(recovery_line(_soft_delete(args, connection, policy), now))
     summary = plan.summary()
     log.info(
         "plan_made",
@@ -177,7 +182,10 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
         # Over the limit, the whole plan is refused: a filter must not let part of it through.
         plan = only_repositories(plan, args.repository)
     run.plan = plan
+    soft_delete = _soft_delete(args, connection, policy)
     sys.stdout.write(render_text(plan))
+    if not plan.is_empty:
+        sys.stdout.write(recovery_line(soft_delete, started))
     sys.stdout.flush()
     if plan.is_empty:
         if args.report:  # an empty report, not the last run's: nothing was to be done
@@ -201,6 +209,7 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
         concurrency=args.concurrency,
         stderr=sys.stderr,
         in_use=in_use,
+        soft_delete=soft_delete,
     )
     if not args.report:
         run.applied = execute(report=sys.stdout)
@@ -233,6 +242,19 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         duration_s=round(time.perf_counter() - started, 3),
     )
     return EXIT_OK
+
+
+def _soft_delete(args: argparse.Namespace, connection: Connection, policy: Policy) -> SoftDeletePolicy:
+    """The registry's soft-delete setting; `require_soft_delete` refuses to go on without it."""
+    from retention.cli.recovery import soft_delete_policy  # noqa: PLC0415 - it imports this module
+
+    found = soft_delete_policy(args, connection)
+    if policy.settings.require_soft_delete and found.state != "on":
+        why = "it is off" if found.state == "off" else f"it is not known to be on: {found.why_unknown}"
+        raise RetentionError(
+            f"the policy requires soft delete (settings.require_soft_delete), and {why}; nothing was changed"
+        )
+    return found
 
 
 def image_uses(args: argparse.Namespace, policy: Policy) -> ImageUses | None:
