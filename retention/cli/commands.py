@@ -184,9 +184,9 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
     run.plan = plan
     soft_delete = _soft_delete(args, connection, policy)
     sys.stdout.write(render_text(plan))
-    if not plan.is_empty:
-        sys.stdout.write(recovery_line(soft_delete, started))
     sys.stdout.flush()
+    if not plan.is_empty:  # on stderr: stdout's last line stays the plan's summary, which scripts read
+        sys.stderr.write(recovery_line(soft_delete, started))
     if plan.is_empty:
         if args.report:  # an empty report, not the last run's: nothing was to be done
             _write_atomically(args.report, [])
