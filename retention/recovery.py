@@ -40,16 +40,6 @@ def recovery_line(policy: SoftDeletePolicy | None, when: datetime) -> str:
     return f"Deletions are permanent: soft delete is not known to be on ({why}).\n"
 
 
-def recovery_json(policy: SoftDeletePolicy | None, when: datetime) -> dict[str, Any]:
-    """The optional `recovery` member of a plan (an extension; readers ignore unknown keys)."""
-    until = recoverable_until(policy, when)
-    return {
-        "soft_delete": policy.state if policy is not None else "unknown",
-        "retention_days": policy.retention_days if policy is not None and policy.state == "on" else None,
-        "recoverable_until": format_time(until) if until is not None else None,
-    }
-
-
 def report_entry(record: Record, policy: SoftDeletePolicy | None = None) -> dict[str, Any]:
     """An apply report record with what `restore` needs to undo it (extensions, not breaks): a
     deleted manifest's parents (`after`), `subject` and the locks opened for it (`locked`), a removed

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from retention import logs
@@ -19,7 +18,7 @@ from retention.cli.commands import _connection, _report_file
 from retention.errors import EXIT_ERROR, EXIT_OK, RetentionError, WriteFailedError
 from retention.matchers import compile_globs
 from retention.ratelimit import SKU_LIMITS, OperationClass
-from retention.recovery import recoverable_until, recovery_line
+from retention.recovery import recoverable_until
 from retention.registry import RegistryError, RegistryWriter, close_credential
 from retention.registry.arm import RESOURCE_ID, SoftDeletePolicy, read_soft_delete
 from retention.registry.softdelete import SoftDelete
@@ -28,6 +27,7 @@ from retention.timefmt import format_time
 
 if TYPE_CHECKING:
     import argparse
+    from datetime import datetime
     from typing import IO
 
     from retention.registry import Connection
@@ -223,7 +223,3 @@ def _confirm(count: int, registry: str, args: argparse.Namespace) -> bool:
     sys.stderr.write(f"Restore {count} items to {registry}? Type 'yes' to continue: ")
     sys.stderr.flush()
     return sys.stdin.readline().strip().lower() == "yes"
-
-
-def recovery_note(policy: SoftDeletePolicy, when: datetime | None = None) -> str:
-    return recovery_line(policy, when or datetime.now(UTC))
