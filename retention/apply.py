@@ -15,7 +15,7 @@ import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING
 
 from retention import logs
@@ -25,18 +25,19 @@ from retention.matchers import compile_globs
 from retention.plan import DeleteManifest, DeleteTag
 from retention.policyload import policy_from_canonical
 from retention.ratelimit import SKU_LIMITS, AdaptiveLimiter, OperationClass
+from retention.recovery import recovery_line, report_entry
 from retention.registry import RegistryWriter, close_credential
 from retention.render import human_bytes
 from retention.timefmt import format_time
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from datetime import datetime
 
     from retention.inuse import InUse
     from retention.plan import Plan
     from retention.policy import Policy
     from retention.registry import Connection
+    from retention.registry.arm import SoftDeletePolicy
 
 # The documented limits are per identity; other clients (CI pushes, kubelets pulling) share them.
 BUDGET_SHARE = 0.5
@@ -223,6 +224,7 @@ def run_apply(
     report: IO[str],
     stderr: IO[str],
     in_use: InUse | None = None,
+    soft_delete: SoftDeletePolicy | None = None,
 ) -> ApplyResult:
     """Execute a confirmed plan; returns what happened and the exit code. The plan has passed every check."""
     log = logs.get_logger()
@@ -240,7 +242,7 @@ def run_apply(
 
     def write(record: Record) -> None:
         # One line per action, flushed: a run killed half-way leaves an honest partial report.
-        entry = record.to_json()
+        entry = report_entry(record, soft_delete)  # with what `restore` needs, and until when it can
         report.write(json.dumps(entry, ensure_ascii=False) + "\n")
         report.flush()
         # On a terminal the progress line tells the story; per-action events would tear it apart.
@@ -282,6 +284,8 @@ def run_apply(
         f" {counts[Outcome.FAILED]} failed, {counts[Outcome.SKIPPED]} skipped; {throttled} throttled answers;"
         f" {duration:.1f} s.\n"
     )
+    if deleted or untagged:
+        stderr.write(recovery_line(soft_delete, datetime.now(UTC)))
     if denied is not None:
         stderr.write(f"acr-retention: error: {denied}\n")
         exit_code = EXIT_ERROR

@@ -142,6 +142,8 @@ class Settings:
     include_locked: bool = False
     max_deletes: int | None = None
     in_use: InUseSetting = InUseSetting.OPTIONAL
+    # apply refuses unless the registry's soft delete is known to be on (issue 14): deletes undoable.
+    require_soft_delete: bool = False
 
 
 @dataclass(frozen=True, slots=True)

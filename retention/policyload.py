@@ -24,7 +24,8 @@ policy:
   value; a different value is an error, for the same reason;
 - `settings.max_deletes` takes the smallest value any file sets: a limit is
   a safety net, and the strictest one wins;
-- `settings.in_use` is `required` when any file requires it, for the same reason.
+- `settings.in_use` is `required` when any file requires it, for the same reason;
+- `settings.require_soft_delete` is true when any file sets it true, for the same reason.
 
 `Policy.sha256` hashes the pooled policy as canonical JSON (sorted keys, no
 whitespace) of the registry, the merged settings and the rules as written, so
@@ -611,7 +612,9 @@ def _merged_settings(files: list[_File]) -> dict[str, Any]:
         for key, value in _whole_numbers(file.settings()).items():
             if key == "max_deletes" and key in merged:
                 merged[key] = min(merged[key], value)
-            elif key == "in_use" and value == InUseSetting.REQUIRED:
+            elif (key == "in_use" and value == InUseSetting.REQUIRED) or (
+                key == "require_soft_delete" and value is True
+            ):
                 merged[key] = value
             else:
                 merged.setdefault(key, value)
@@ -628,4 +631,6 @@ def _settings(merged: dict[str, Any]) -> Settings:
         fields["max_deletes"] = merged["max_deletes"]
     if "in_use" in merged:
         fields["in_use"] = InUseSetting(merged["in_use"])
+    if "require_soft_delete" in merged:
+        fields["require_soft_delete"] = merged["require_soft_delete"]
     return Settings(**fields)

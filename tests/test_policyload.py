@@ -528,6 +528,7 @@ def test_schema_defaults_agree_with_the_dataclasses() -> None:
         ("settings", "order_by"),
         ("settings", "include_locked"),
         ("settings", "in_use"),
+        ("settings", "require_soft_delete"),
         ("rule", "repositories"),
         ("rule", "exclude_repositories"),
         ("rule", "tag_state"),

@@ -29,6 +29,7 @@ from retention.cli.commands import (
     cmd_validate,
     cmd_version,
 )
+from retention.cli.recovery import cmd_recovery
 from retention.errors import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -84,6 +85,8 @@ def _dispatch(args: argparse.Namespace, run: Run) -> int:
             )
         if args.command == "snapshot":
             return cmd_snapshot(args)
+        if args.command in ("deleted", "restore"):
+            return cmd_recovery(args)
         run.gateway = _pushgateway(args)
         code = cmd_apply(args, run) if args.command == "apply" else cmd_plan(args, run)
         run.returned = True

@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         " then the policy's registry",
     )
     _add_registry_options(plan)
+    add_soft_delete_options(plan)
     plan.add_argument(
         "--now",
         type=_rfc3339,
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--max-writes-per-minute", type=_positive, metavar="N", help="PATCH budget (locks)")
     apply.add_argument("--max-reads-per-minute", type=_positive, metavar="N", help="GET budget (listings)")
     _add_registry_options(apply)
+    add_soft_delete_options(apply)
     _add_in_use_options(apply)
     _add_pushgateway_options(apply)
 
@@ -251,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the JSON Schema that policies are validated against. Point an editor at it"
         " with a first line `# yaml-language-server: $schema=<file or URL>`.",
     )
+    _add_deleted_parser(commands)
+    _add_restore_parser(commands)
     for name, command in commands.choices.items():
         # Global options also after the subcommand (`plan --log-format console`), as the README
         # writes them; given there, they override the ones before it.
@@ -301,9 +305,102 @@ With --detailed-exitcode every error is 1 and 2 means "the plan is not empty".""
     "snapshot": """examples:
   acr-retention snapshot --registry myreg.azurecr.io --out snapshot.json
   acr-retention snapshot --registry myreg.azurecr.io --repository 'team-a/**' --out team-a.json""",
+    "deleted": """examples:
+  acr-retention deleted --registry myreg.azurecr.io
+  acr-retention deleted --registry myreg.azurecr.io --repository 'team-a/**' --format json""",
+    "restore": """examples:
+  acr-retention restore --report run.jsonl --registry myreg.azurecr.io
+  acr-retention restore --report run.jsonl --registry myreg.azurecr.io --digest sha256:1a2b --yes""",
     "version": "example:\n  acr-retention version",
     "schema": "example:\n  acr-retention schema > policy.schema.json",
 }
+
+
+def add_soft_delete_options(parser: argparse.ArgumentParser) -> None:
+    """Where to read whether the registry's soft delete is on (ARM; the data plane does not tell)."""
+    parser.add_argument(
+        "--registry-resource-id",
+        default=os.environ.get("ACR_RETENTION_REGISTRY_RESOURCE_ID") or None,
+        metavar="ID",
+        help="the registry's ARM resource ID (/subscriptions/…/registries/NAME; default"
+        " $ACR_RETENTION_REGISTRY_RESOURCE_ID): soft delete's setting is read from ARM (Reader suffices),"
+        " to say until when deletions are recoverable; without it they are called permanent",
+    )
+    parser.add_argument(
+        "--arm-endpoint",
+        default=os.environ.get("ACR_RETENTION_ARM_ENDPOINT", "https://management.azure.com"),
+        metavar="URL",
+        help="Azure Resource Manager (default https://management.azure.com, or $ACR_RETENTION_ARM_ENDPOINT;"
+        " sovereign clouds: https://management.chinacloudapi.cn, https://management.usgovcloudapi.net)",
+    )
+
+
+def _add_deleted_parser(commands: Any) -> None:
+    deleted = commands.add_parser(
+        "deleted",
+        help="list soft-deleted manifests and tags, and when they expire",
+        description="List what the registry's soft delete keeps: deleted repositories, manifests and tags,"
+        " with when each was deleted and (with --registry-resource-id) when it expires. Read-only;"
+        " needs the deleted/read permission.",
+    )
+    deleted.add_argument(
+        "--registry", metavar="REGISTRY", help="login server or https URL; default: $ACR_RETENTION_REGISTRY"
+    )
+    deleted.add_argument(
+        "--format",
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text: a table for people; json: one document for tools (default text)",
+    )
+    _add_registry_options(deleted)
+    add_soft_delete_options(deleted)
+
+
+def _add_restore_parser(commands: Any) -> None:
+    restore = commands.add_parser(
+        "restore",
+        help="bring back, through soft delete, what an apply run's report says it deleted",
+        description="Restore what an apply run deleted, from its JSON-lines report: children before their"
+        " index, subjects before their referrers, every tag the report recorded, the locks it opened."
+        " On a terminal it asks for confirmation; elsewhere it refuses without --yes. Exit 0 when"
+        " everything is back, 1 when anything is not (purged, conflict, failed).",
+    )
+    restore.add_argument("--report", required=True, metavar="FILE", help="the apply report (JSON lines)")
+    restore.add_argument(
+        "--registry", metavar="REGISTRY", help="login server or https URL; default: $ACR_RETENTION_REGISTRY"
+    )
+    restore.add_argument(
+        "--digest",
+        action="append",
+        default=[],
+        metavar="DIGEST",
+        help="only this manifest (repeatable), with what it needs: an index's children, a referrer's subject",
+    )
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="take back a tag that now names another digest (that tag is soft-deleted in turn)",
+    )
+    restore.add_argument("--yes", action="store_true", help="do not ask; needed when stdin is not a terminal")
+    restore.add_argument(
+        "--out", metavar="FILE", help="write restore's own report (JSON lines) here; default stdout"
+    )
+    restore.add_argument(
+        "--max-writes-per-minute",
+        type=_positive,
+        metavar="N",
+        help="restore and lock budget (default: half the Standard SKU's write limit)",
+    )
+    restore.add_argument(
+        "--max-input-size",
+        type=_size,
+        default=DATA_LIMIT,
+        metavar="SIZE",
+        help=f"refuse a report larger than SIZE (default {format_size(DATA_LIMIT)})",
+    )
+    _add_registry_options(restore)
 
 
 def _add_registry_options(parser: argparse.ArgumentParser) -> None:

@@ -36,6 +36,7 @@ from retention.plan import iter_plan_json
 from retention.planfile import load_plan, plan_key
 from retention.policy import InUseSetting
 from retention.policyload import SCHEMA, load_policy, validate
+from retention.recovery import recovery_line
 from retention.registry import Connection, RegistryTarget
 from retention.registry.cache import default_cache_path
 from retention.render import render_markdown, render_text
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from retention.metrics import Pushgateway
     from retention.plan import Plan
     from retention.policy import Policy
+    from retention.registry.arm import SoftDeletePolicy
 
 
 @dataclass
@@ -136,6 +138,9 @@ def cmd_plan(args: argparse.Namespace, run: Run) -> int:
         )
     run.registry = run.registry or plan.registry
     run.plan = plan
+    if args.registry_resource_id and not args.snapshot:
+        # Not in the rendered plan (whose formats are golden): one line beside it on stderr.
+        sys.stderr.write(recovery_line(_soft_delete(args, connection, policy), now))
     summary = plan.summary()
     log.info(
         "plan_made",
@@ -221,8 +226,11 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
         # Over the limit, the whole plan is refused: a filter must not let part of it through.
         plan = only_repositories(plan, args.repository)
     run.plan = plan
+    soft_delete = _soft_delete(args, connection, policy)
     sys.stdout.write(render_text(plan, color=_color(args, sys.stdout.isatty())))
     sys.stdout.flush()
+    if not plan.is_empty:  # on stderr: stdout's last line stays the plan's summary, which scripts read
+        sys.stderr.write(recovery_line(soft_delete, started))
     if plan.is_empty:
         if args.report:  # an empty report, not the last run's: nothing was to be done
             _write_atomically(args.report, [])
@@ -245,6 +253,7 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
         concurrency=args.concurrency,
         stderr=sys.stderr,
         in_use=in_use,
+        soft_delete=soft_delete,
     )
     report_path = args.report
     if not report_path:
@@ -297,6 +306,19 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         duration_s=round(time.perf_counter() - started, 3),
     )
     return EXIT_OK
+
+
+def _soft_delete(args: argparse.Namespace, connection: Connection, policy: Policy) -> SoftDeletePolicy:
+    """The registry's soft-delete setting; `require_soft_delete` refuses to go on without it."""
+    from retention.cli.recovery import soft_delete_policy  # noqa: PLC0415 - it imports this module
+
+    found = soft_delete_policy(args, connection)
+    if policy.settings.require_soft_delete and found.state != "on":
+        why = "it is off" if found.state == "off" else f"it is not known to be on: {found.why_unknown}"
+        raise RetentionError(
+            f"the policy requires soft delete (settings.require_soft_delete), and {why}; nothing was changed"
+        )
+    return found
 
 
 def image_uses(args: argparse.Namespace, policy: Policy) -> ImageUses | None:

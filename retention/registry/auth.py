@@ -99,6 +99,8 @@ def scope_for(method: str, url: str) -> str:
     segments = urlsplit(url).path.split("/")
     if segments[1:4] == ["acr", "v1", "_catalog"] or segments[1:3] == ["v2", "_catalog"]:
         return "registry:catalog:*"
+    if segments[1:4] == ["acr", "v1", "_deleted"]:
+        return _deleted_scope(method, segments[4:])
     if segments[1:3] == ["acr", "v1"] and len(segments) > 3:  # noqa: PLR2004
         name, rest = unquote(segments[3]), segments[4:]
     elif segments[1:2] == ["v2"]:
@@ -115,6 +117,15 @@ def scope_for(method: str, url: str) -> str:
     else:
         action = "pull,push" if method in ("PUT", "POST", "PATCH") else "pull"
     return f"repository:{name}:{action}"
+
+
+def _deleted_scope(method: str, rest: list[str]) -> str:
+    """Soft delete's scopes, as azure-cli asks for them (acr-softdelete.md §3)."""
+    if rest == ["_catalog"]:
+        return "registry:deleted_catalog:*"
+    markers = [i for i, s in enumerate(rest) if s in ("_manifests", "_tags")]
+    name = unquote("/".join(rest[: markers[-1] if markers else len(rest)]))
+    return f"repository:{name}:{'deleted_read,deleted_restore' if method == 'POST' else 'deleted_read'}"
 
 
 def _wildcard(scope: str) -> str | None:

@@ -31,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-scale", type=float, default=1.0, help="60: a minute's budget per second")
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of 503/500 answers")
     parser.add_argument("--reset-rate", type=float, default=0.0, help="share of dropped connections")
+    parser.add_argument(
+        "--soft-delete-days",
+        type=int,
+        default=0,
+        metavar="N",
+        help="soft delete on, deleted items restorable for N days (time-scaled); 0 (default): off",
+    )
     parser.add_argument("--anonymous-pull", action="store_true")
     parser.add_argument("--no-list-references", action="store_true", help="as real ACR: none in listings")
     parser.add_argument(
@@ -52,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         anonymous_pull=args.anonymous_pull,
         list_references=not args.no_list_references,
         time_scale=args.time_scale,
+        soft_delete_days=args.soft_delete_days,
     )
     emulator.start()
     try:
@@ -60,7 +68,18 @@ def main(argv: list[str] | None = None) -> int:
         for entry in args.basic_user:
             user, _, password = entry.partition(":")
             emulator.add_basic_user(
-                user, password, roles={"metadata_read", "metadata_write", "delete", "pull", "push", "catalog"}
+                user,
+                password,
+                roles={
+                    "metadata_read",
+                    "metadata_write",
+                    "delete",
+                    "pull",
+                    "push",
+                    "catalog",
+                    "deleted_read",
+                    "deleted_restore",
+                },
             )
         faults = emulator.faults
         faults.latency_ms, faults.jitter_ms = args.latency_ms, args.jitter_ms

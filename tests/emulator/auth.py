@@ -65,7 +65,15 @@ def entra_identity(token: str) -> str:
     return subject if isinstance(subject, str) and subject else token
 
 
-REPOSITORY_ACTIONS = ("metadata_read", "metadata_write", "delete", "pull", "push")
+REPOSITORY_ACTIONS = (
+    "metadata_read",
+    "metadata_write",
+    "delete",
+    "pull",
+    "push",
+    "deleted_read",
+    "deleted_restore",
+)
 ROLES = frozenset({*REPOSITORY_ACTIONS, "catalog"})
 # What an anonymous-pull registry lets anyone do (recordings: test_anon_access lists and reads).
 ANONYMOUS_ROLES = frozenset({"pull", "metadata_read", "catalog"})
@@ -106,6 +114,9 @@ def grant(roles: frozenset[str], requested: Iterable[Scope]) -> list[Scope]:
         if scope.kind == "registry":
             if scope.name == "catalog" and "catalog" in roles:
                 out.append(Scope("registry", "catalog", ("*",)))
+            # Listing deleted repositories is part of `deleted/read` (acr-softdelete.md §1).
+            if scope.name == "deleted_catalog" and "deleted_read" in roles:
+                out.append(Scope("registry", "deleted_catalog", ("*",)))
         elif scope.kind == "repository":
             wanted = REPOSITORY_ACTIONS if "*" in scope.actions else scope.actions
             allowed = tuple(a for a in dict.fromkeys(wanted) if a in roles and a in REPOSITORY_ACTIONS)

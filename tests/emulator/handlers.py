@@ -14,6 +14,7 @@ from aiohttp import web
 
 from tests.emulator import wire
 from tests.emulator.auth import ANONYMOUS, invalid_audience_message, parse_scopes
+from tests.emulator.deleted import DeletedHandlers
 
 if TYPE_CHECKING:
     from tests.emulator.auth import AuthService
@@ -64,7 +65,7 @@ def empty(status: int, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, headers={"Content-Length": "0", **(headers or {})})
 
 
-class Handlers:
+class Handlers(DeletedHandlers):
     def __init__(self, registry: Registry, auth: AuthService, counters: Counters, config: Config) -> None:
         self.registry = registry
         self.auth = auth

@@ -12,6 +12,9 @@ from urllib.parse import unquote
 from tests.emulator.auth import Scope
 
 CATALOG = Scope("registry", "catalog", ("*",))
+# Soft delete (acr-softdelete.md §2-§3): the scopes azure-cli asks for; which ones real ACR names
+# in its challenges has not been observed.
+DELETED_CATALOG = Scope("registry", "deleted_catalog", ("*",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +37,13 @@ def resolve(method: str, segments: list[str]) -> Route | None:
         if segments[1] == "token" and method in ("POST", "GET"):
             return Route("token", authenticated=False)
         return None
+    if segments[:3] == ["acr", "v1", "_deleted"]:
+        return _deleted(method, segments[3:])
     if segments[:2] == ["acr", "v1"]:
         return _acr(method, segments[2:])
+    if segments[:1] == ["subscriptions"] and method == "GET":
+        # ARM's registry resource, for its soft-delete policy; the handler checks the bearer token.
+        return Route("arm_registry", argument="/".join(segments), authenticated=False)
     if segments[:1] == ["v2"]:
         return _v2(method, segments[1:])
     return None
@@ -82,6 +90,27 @@ def _acr(method: str, rest: list[str]) -> Route | None:
     if operation is None or (len(tail) == 2 and not tail[1]):
         return None
     return Route(operation, name, tail[1] if len(tail) == 2 else None, _metadata(name, method))
+
+
+def _deleted(method: str, rest: list[str]) -> Route | None:
+    """`_deleted/_catalog`, `_deleted/{name}/_manifests|_tags`, POST `_deleted/{name}/_manifests/{digest}`.
+    The name arrives as one encoded segment (SDK pipeline) or with literal '/' (azure-cli)."""
+    if rest == ["_catalog"]:
+        return Route("deleted_catalog", scope=DELETED_CATALOG) if method == "GET" else None
+    markers = [i for i, segment in enumerate(rest) if segment in ("_manifests", "_tags")]
+    if not markers:
+        return None
+    end = markers[-1]
+    name, tail = "/".join(rest[:end]), rest[end:]
+    if not name:
+        return None
+    if tail in (["_manifests"], ["_tags"]) and method == "GET":
+        operation = "deleted_manifests" if tail[0] == "_manifests" else "deleted_tags"
+        return Route(operation, name, None, Scope("repository", name, ("deleted_read",)))
+    if len(tail) == 2 and tail[0] == "_manifests" and tail[1] and method == "POST":
+        scope = Scope("repository", name, ("deleted_read", "deleted_restore"))
+        return Route("restore_deleted", name, tail[1], scope)
+    return None
 
 
 _V2: dict[tuple[str, str], str] = {

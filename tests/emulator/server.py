@@ -239,6 +239,7 @@ class Emulator:
         access_token_lifetime: float = 3600.0,
         refresh_token_lifetime: float = 10800.0,
         clock: Callable[[], datetime] | None = None,
+        soft_delete_days: int = 0,
     ) -> None:
         self.registry = registry
         self.host = host
@@ -248,6 +249,8 @@ class Emulator:
         self.faults = Faults(time_scale=time_scale)
         self._time_scale = time_scale
         self.state = Registry(clock or (lambda: datetime.now(UTC)), strict_tag_locks=strict_tag_locks)
+        self._soft_delete_days = soft_delete_days
+        self.state.trash.configure(soft_delete_days, time_scale)
         self.auth = AuthService(
             anonymous_pull=anonymous_pull,
             strict_identities=strict_identities,
@@ -398,6 +401,7 @@ class Emulator:
         # Faults first: requests still held are dropped and counted before the counters are zeroed.
         self.faults.reset()
         self.state.clear()
+        self.state.trash.configure(self._soft_delete_days, self._time_scale)
         self.digests = {}
         self.counters.reset()
         self.faults.time_scale = self._time_scale
@@ -424,6 +428,30 @@ class Emulator:
     def add_basic_user(self, username: str, password: str, *, roles: Iterable[str]) -> None:
         """An admin user or a repository token password, for Basic auth and Docker's token flow."""
         self.auth.add_basic_user(username, password, roles)
+
+    @property
+    def soft_delete_days(self) -> int:
+        """0: soft delete off. Switching it off keeps what is soft-deleted, and its purge (as ACR)."""
+        with self.state.lock:
+            return self.state.trash.retention_days if self.state.trash.enabled else 0
+
+    @soft_delete_days.setter
+    def soft_delete_days(self, days: int) -> None:
+        with self.state.lock:
+            trash = self.state.trash
+            trash.enabled = days > 0
+            if days > 0:
+                trash.retention_days = days
+
+    @property
+    def soft_delete_time_scale(self) -> float:
+        """How much faster than real time retention days pass (86400: a day per second)."""
+        return self.state.trash.time_scale
+
+    @soft_delete_time_scale.setter
+    def soft_delete_time_scale(self, value: float) -> None:
+        with self.state.lock:
+            self.state.trash.time_scale = value
 
     @property
     def anonymous_pull(self) -> bool:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from tests.emulator import wire
 from tests.emulator.content import Parsed, parse_manifest, platform_of, sha256
+from tests.emulator.softdelete import Trash
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -224,12 +225,14 @@ class Registry:
         self.repositories: dict[str, RepositoryRecord] = {}
         self.names: SortedKeys[str] = SortedKeys()
         self.uploads: dict[str, Upload] = {}
+        self.trash = Trash()  # soft delete: off until configured
 
     def clear(self) -> None:
         with self.lock:
             self.repositories.clear()
             self.names = SortedKeys()
             self.uploads.clear()
+            self.trash.clear()
 
     # --- repositories ------------------------------------------------------------------------
 
@@ -273,6 +276,11 @@ class Registry:
             ):
                 raise wire.disallowed()
             digests, tags = sorted(repository.manifests), sorted(repository.tags)
+            now = self.clock()
+            for digest in digests:
+                record = repository.manifests[digest]
+                self.trash.take_manifest(name, record, [repository.tags[t] for t in sorted(record.tags)], now)
+            self.trash.take_repository(repository, now)
             self._drop(name)
             return digests, tags
 
@@ -339,11 +347,15 @@ class Registry:
                     if referrer not in seen:
                         seen.add(referrer)
                         doomed.append(referrer)
+            now = self.clock()
             for digest in doomed:
-                repository.remove_manifest(digest)
-            repository.updated = self.clock()
+                tags = [repository.tags[t] for t in sorted(repository.manifests[digest].tags)]
+                # With soft delete on, referrers deleted with their subject are soft-deleted too (inferred).
+                self.trash.take_manifest(name, repository.remove_manifest(digest), tags, now)
+            repository.updated = now
             if not repository.manifests:
                 # As ACR does: a repository goes with its last manifest (recording: delete_manifest).
+                self.trash.take_repository(repository, now)
                 self._drop(name)
             return doomed
 
@@ -362,6 +374,9 @@ class Registry:
             if existing_repository is not None and not existing_repository.attrs.can_write:
                 raise wire.disallowed()
             existing = existing_repository.manifests.get(digest) if existing_repository else None
+            if existing is None:
+                self.trash.purge(self.clock())
+                self.trash.refuse_push(name, digest)
             if existing is not None and not existing.attrs.can_write:
                 raise wire.disallowed()
             old_tag = (
@@ -488,6 +503,7 @@ class Registry:
                 raise wire.disallowed()
             repository.remove_tag(tag_name)
             repository.updated = self.clock()
+            self.trash.take_tag(name, tag, repository.updated)
             return tag
 
     # --- blobs -------------------------------------------------------------------------------
