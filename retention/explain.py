@@ -332,14 +332,10 @@ def rank_text(rank: Rank, rule: Rule | None) -> str:
             f"{ordinal(rank.rank)} {order} of {rank.of} images in group {rank.group}"
             f" ({ordinal(rank.group_rank or 0)} of {rank.groups} groups) that {rank.rule} selects"
         )
-    if rule is None or rule.newest is None:
-        return text
-    text += f"; newest: {rule.newest}"
-    chosen = rank.rank <= rule.newest
-    if rank.group is not None and rule.groups is not None:
-        text += f", groups: {rule.groups}"
-        chosen = chosen and (rank.group_rank or 0) <= rule.groups
-    return text + (": it keeps it" if chosen else ": not among them")
+    text += f"; newest: {rank.newest}"
+    if rank.groups_kept is not None:
+        text += f", groups: {rank.groups_kept}"
+    return text + (": it keeps it" if rank.selected else ": not among them")
 
 
 def _graph_from_inventory(repository: Repository, digest: str, entries: _Entries) -> tuple[Edge, ...]:

@@ -48,9 +48,17 @@ class Rank:
     rule: str
     rank: int
     of: int
+    newest: int = 0  # the rule's `newest`: it keeps ranks 1 to this (in each of its kept groups)
     group: str | None = None
     group_rank: int | None = None
-    groups: int | None = None
+    groups: int | None = None  # how many groups the rule's images form
+    groups_kept: int | None = None  # the rule's `groups`: it keeps group ranks 1 to this
+
+    @property
+    def selected(self) -> bool:
+        """Whether this place is among those the rule keeps (its `newest`, and `groups`)."""
+        in_group = self.groups_kept is None or (self.group_rank or 0) <= self.groups_kept
+        return self.rank <= self.newest and in_group
 
 
 Locks = tuple[tuple[str | None, "Property"], ...]
@@ -313,9 +321,16 @@ def ranks_json(ranks: tuple[Rank, ...]) -> list[dict[str, Any]]:
     under `group_by`."""
     found = []
     for rank in ranks:
-        document: dict[str, Any] = {"rule": rank.rule, "rank": rank.rank, "of": rank.of}
+        document: dict[str, Any] = {
+            "rule": rank.rule,
+            "rank": rank.rank,
+            "of": rank.of,
+            "newest": rank.newest,
+        }
         if rank.group is not None:
             document.update(group=rank.group, group_rank=rank.group_rank, groups=rank.groups)
+            if rank.groups_kept is not None:
+                document["groups_kept"] = rank.groups_kept
         found.append(document)
     return found
 

@@ -318,9 +318,9 @@ def _ranks(raw: Any, where: str) -> tuple[Rank, ...]:
         if not isinstance(item, dict):
             raise _Bad(here, "expected an object")
         numbers: dict[str, int | None] = {}
-        for key in ("rank", "of", "group_rank", "groups"):
+        for key in ("rank", "of", "newest", "group_rank", "groups", "groups_kept"):
             value = item.get(key)
-            if value is None and key in {"group_rank", "groups"}:
+            if value is None and key in {"group_rank", "groups", "groups_kept"}:
                 numbers[key] = None
                 continue
             if type(value) is not int or not 1 <= value <= MAX_INTEGER:
@@ -334,9 +334,11 @@ def _ranks(raw: Any, where: str) -> tuple[Rank, ...]:
                 rule=_text(item, "rule", here),
                 rank=numbers["rank"] or 0,
                 of=numbers["of"] or 0,
+                newest=numbers["newest"] or 0,
                 group=group,
                 group_rank=numbers["group_rank"],
                 groups=numbers["groups"],
+                groups_kept=numbers["groups_kept"],
             )
         )
     return tuple(ranks)

@@ -79,10 +79,12 @@ def reasons_text(reasons: Sequence[str], ranks: Sequence[Rank]) -> str:
 
 
 def _place(rank: Rank) -> str:
+    """ "3rd newest of 12; newest: 5", with the group under group_by."""
+    limit = f"newest: {rank.newest}" + (f", groups: {rank.groups_kept}" if rank.groups_kept else "")
     if rank.group is None:
-        return f"{ordinal(rank.rank)} newest of {rank.of}"
+        return f"{ordinal(rank.rank)} newest of {rank.of}; {limit}"
     group = f"group {rank.group} ({ordinal(rank.group_rank or 0)} of {rank.groups})"
-    return f"{group}, {ordinal(rank.rank)} of {rank.of}"
+    return f"{group}, {ordinal(rank.rank)} of {rank.of}; {limit}"
 
 
 def _set_text(changes: PropertyChanges) -> str:

@@ -156,9 +156,7 @@ def explain_inventory_from_snapshot(
     uses: ImageUses | None = None,
 ) -> Inventory:
     """The named repositories of a snapshot, and their plan (with the details explain shows)."""
-    reader = open_snapshot(
-        snapshot, require_created=policy.settings.order_by is OrderBy.CREATED, limit=limit
-    )
+    reader = open_snapshot(snapshot, require_created=policy.settings.order_by is OrderBy.CREATED, limit=limit)
     found = {r.name: r for r in reader.repositories() if r.name in names}
     registry = reader.registry or policy.registry
     in_use = uses.in_registry([registry, policy.registry]) if uses is not None else None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from retention import logs
 from retention.cli.arguments import PROG, PUSHGATEWAY_VARIABLE, build_parser
 from retention.cli.commands import Run, cmd_apply, cmd_plan, cmd_snapshot, cmd_validate
+from retention.cli.review import cmd_diff, cmd_explain
 from retention.errors import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -41,12 +42,24 @@ if TYPE_CHECKING:
 
 __all__ = ["build_parser", "main"]
 
+# Exit codes that --detailed-exitcode leaves alone: success, and interruption (SIGINT, SIGTERM).
+_NOT_ERRORS = frozenset({EXIT_OK, 130, 143})
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(arguments)
+    except SystemExit as exc:
+        # interfaces.md §2: with --detailed-exitcode, every error (a usage error too) exits 1.
+        if exc.code == EXIT_USAGE and "--detailed-exitcode" in arguments:
+            return EXIT_ERROR
+        raise
     logs.configure(args.log_format, args.log_level, secrets=_known_secrets(args))
     run = Run(started=time.monotonic())
     code = _dispatch(args, run)
+    if getattr(args, "detailed_exitcode", False) and not run.returned and code not in _NOT_ERRORS:
+        code = EXIT_ERROR  # 2 then means only "succeeded, and there are changes"
     if run.gateway is not None:
         _push_metrics(args, run, code, run.gateway)
     return code
@@ -58,6 +71,12 @@ def _dispatch(args: argparse.Namespace, run: Run) -> int:
             return cmd_validate(args.policies, limit=args.max_policy_size)
         if args.command == "snapshot":
             return cmd_snapshot(args)
+        if args.command == "explain":
+            return cmd_explain(args)
+        if args.command == "diff":
+            code = cmd_diff(args, run)
+            run.returned = True
+            return code
         run.gateway = _pushgateway(args)
         code = cmd_apply(args, run) if args.command == "apply" else cmd_plan(args, run)
         run.returned = True

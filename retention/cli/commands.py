@@ -71,10 +71,18 @@ def cmd_plan(args: argparse.Namespace, run: Run) -> int:
     policy_paths: list[str] = args.policy or [args.policy_default]
     policy = load_policy(policy_paths, limit=args.max_policy_size)
     now: datetime = args.now or datetime.now(UTC)
+    # A plan that is written as JSON carries what `explain --plan` shows beyond its reasons.
+    details = bool(args.save_plan) or args.format == "json"
     if args.snapshot:
         uses = image_uses(args, policy)
         plan = plan_from_snapshot(
-            policy, args.snapshot, now=now, max_deletes=args.max_deletes, limit=args.max_input_size, uses=uses
+            policy,
+            args.snapshot,
+            now=now,
+            max_deletes=args.max_deletes,
+            limit=args.max_input_size,
+            uses=uses,
+            details=details,
         )
     else:
         connection = _connection(args, fallback=policy.registry)
@@ -89,6 +97,7 @@ def cmd_plan(args: argparse.Namespace, run: Run) -> int:
             max_deletes=args.max_deletes,
             repositories=args.repository,
             in_use=_in_registry(uses, connection, policy),
+            details=details,
         )
     run.registry = run.registry or plan.registry
     run.plan = plan

@@ -85,7 +85,9 @@ def match_rules(
             if ranks is not None:
                 count = len(passing)
                 for place, manifest in enumerate(passing, 1):
-                    ranks.setdefault(manifest.digest, []).append(Rank(check.rule.name, place, count))
+                    ranks.setdefault(manifest.digest, []).append(
+                        Rank(check.rule.name, place, count, newest=newest)
+                    )
             del passing[newest:]
         for manifest in passing:
             matched.setdefault(manifest.digest, []).append(check.rule)

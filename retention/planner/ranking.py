@@ -81,7 +81,9 @@ def rank_newest(
     if rule.group_by is None:
         if ranks is not None:
             for place, (_, manifest, _) in enumerate(keyed, 1):
-                ranks.setdefault(manifest.digest, []).append(Rank(rule.name, place, len(keyed)))
+                ranks.setdefault(manifest.digest, []).append(
+                    Rank(rule.name, place, len(keyed), newest=newest)
+                )
         kept = [manifest for _, manifest, _ in keyed[:newest]]
         return [Ranked(m, f"{ordinal(i)} of {len(kept)}") for i, m in enumerate(kept, 1)]
 
@@ -98,9 +100,11 @@ def rank_newest(
                         rule.name,
                         place,
                         len(images_of_group),
+                        newest=newest,
                         group=group_label(group),
                         group_rank=group_place,
                         groups=len(chosen),
+                        groups_kept=rule.groups,
                     )
                 )
     if rule.groups is not None:
