@@ -54,6 +54,9 @@ _LABELS = {
     Kind.PROPERTY_CHANGE: "property change",
 }
 _KINDS = tuple(Kind)
+_COLUMNS = {kind: label.capitalize() for kind, label in _LABELS.items()} | {
+    Kind.PROPERTY_CHANGE: "Property changes"
+}
 
 
 def render_diff_json(diff: PlanDiff) -> str:
@@ -248,7 +251,7 @@ def _summary_table(out: _Output, diff: PlanDiff, grouped: dict[str, list[Change]
     ]
     kinds.append(Kind.PROPERTY_CHANGE)
     out.add(
-        "| Repository | " + " | ".join(_LABELS[k].capitalize() for k in kinds) + " | Size newly deleted |",
+        "| Repository | " + " | ".join(_COLUMNS[k] for k in kinds) + " | Size newly deleted |",
         "|---|" + "---:|" * (len(kinds) + 1),
     )
     shown = 0
