@@ -155,7 +155,9 @@ def test_markdown_golden() -> None:
 
 def test_markdown_truncated_golden() -> None:
     """Caps per repository and in total: what is left out is counted, never silently dropped."""
-    assert_golden("diff_markdown_truncated.md", render_diff_markdown(sample_diff(), max_rows_per_repository=2))
+    assert_golden(
+        "diff_markdown_truncated.md", render_diff_markdown(sample_diff(), max_rows_per_repository=2)
+    )
     tiny = render_diff_markdown(sample_diff(), max_rows=1)
     assert "… and 1 change in 1 more repository not shown here" in tiny
 
@@ -193,7 +195,9 @@ def test_empty_and_over_limit() -> None:
 # --- the diff is the set difference of two independent plans' decisions -------------------------
 
 
-def decisions(document: dict[str, Any]) -> tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any], dict[Any, Any]]:
+def decisions(
+    document: dict[str, Any],
+) -> tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any], dict[Any, Any]]:
     """From plan JSON alone: deletes, reasons of every listed manifest, untags, and property sets."""
     deleted = {(a["repository"], a["digest"]): a for a in document["actions"] if a["op"] == "delete_manifest"}
     reasons = {(k["repository"], k["digest"]): k["reasons"] for k in document["kept"]}
@@ -216,9 +220,13 @@ def expected_changes(base: dict[str, Any], new: dict[str, Any]) -> set[tuple[Any
     after_deleted, after_reasons, after_untags, after_sets = decisions(new)
     found: set[tuple[Any, ...]] = set()
     for key in after_deleted.keys() - before_deleted.keys():
-        found.add(("newly_deleted", *key, None, tuple(before_reasons.get(key, ())), tuple(after_reasons[key])))
+        found.add(
+            ("newly_deleted", *key, None, tuple(before_reasons.get(key, ())), tuple(after_reasons[key]))
+        )
     for key in before_deleted.keys() - after_deleted.keys():
-        found.add(("no_longer_deleted", *key, None, tuple(before_reasons[key]), tuple(after_reasons.get(key, ()))))
+        found.add(
+            ("no_longer_deleted", *key, None, tuple(before_reasons[key]), tuple(after_reasons.get(key, ())))
+        )
     for key in after_untags.keys() - before_untags.keys():
         before = before_reasons.get(key[:2], [])
         found.add(("newly_untagged", *key, tuple(before), tuple(after_untags[key])))
@@ -236,7 +244,10 @@ def actual_changes(document: dict[str, Any]) -> set[tuple[Any, ...]]:
     found: set[tuple[Any, ...]] = set()
     for c in document["changes"]:
         if c["kind"] == "property_change":
-            before, after = json.dumps(c["before_set"], sort_keys=True), json.dumps(c["after_set"], sort_keys=True)
+            before, after = (
+                json.dumps(c["before_set"], sort_keys=True),
+                json.dumps(c["after_set"], sort_keys=True),
+            )
             found.add((c["kind"], c["repository"], c["digest"], c["tag"], before, after))
         else:
             found.add((c["kind"], c["repository"], c["digest"], c.get("tag"),
@@ -266,7 +277,9 @@ def test_diff_is_the_set_difference_of_two_independent_plans(
     document = diff_to_json(diff_plans(base_plan, new_plan))
     assert actual_changes(document) == expected_changes(plan_to_json(base_plan), plan_to_json(new_plan))
     assert len(document["changes"]) == len(actual_changes(document))  # nothing listed twice
-    keys = [(c["repository"], c["kind"] in ("newly_deleted", "no_longer_deleted")) for c in document["changes"]]
+    keys = [
+        (c["repository"], c["kind"] in ("newly_deleted", "no_longer_deleted")) for c in document["changes"]
+    ]
     assert [k[0] for k in keys] == sorted(k[0] for k in keys)  # ordered like plan actions
     summary = document["summary"]
     newly = [c for c in document["changes"] if c["kind"] == "newly_deleted"]
