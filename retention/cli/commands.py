@@ -71,8 +71,9 @@ def cmd_plan(args: argparse.Namespace, run: Run) -> int:
     policy_paths: list[str] = args.policy or [args.policy_default]
     policy = load_policy(policy_paths, limit=args.max_policy_size)
     now: datetime = args.now or datetime.now(UTC)
-    # A plan that is written as JSON carries what `explain --plan` shows beyond its reasons.
-    details = bool(args.save_plan) or args.format == "json"
+    # A saved plan carries what `explain --plan` shows beyond its reasons. `--format json` stays
+    # the plan as make_plan gives it, which scripts compare with plans they make themselves.
+    details = bool(args.save_plan)
     if args.snapshot:
         uses = image_uses(args, policy)
         plan = plan_from_snapshot(
