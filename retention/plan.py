@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from retention.inventory import fingerprint
 from retention.timefmt import format_time
@@ -38,12 +38,14 @@ class Op(StrEnum):
 PropertyChanges = tuple[tuple["Property", bool], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Rank:
+class Rank(NamedTuple):
     """Where a keep rule's `newest` placed an image among the images it selects, for `explain`
     ("4th newest of 12 images that keep-recent selects; newest: 5"). 1 is the newest (under
     `rank_by: version`, the highest version). Under `group_by` the rank and count are within the
-    image's group, and the group has its own rank among the rule's groups."""
+    image's group, and the group has its own rank among the rule's groups.
+
+    Immutable like the frozen dataclasses here, but a named tuple: the planner makes one per
+    image and `newest` rule, and a frozen dataclass's __init__ costs a tenth of the planning time."""
 
     rule: str
     rank: int

@@ -322,15 +322,16 @@ def _plan_repository(
             if decisions.get(digest) is Decision.DELETE:
                 # A delete rule chose it and a surviving parent saved it: say so in the kept terms.
                 why = [f"saved-from:{r.removeprefix('delete:')}" for r in why]
-            kept.append(Kept(name, digest, manifest.tag_names, (*why, *kept_digests[digest])))
+            item = Kept(name, digest, manifest.tag_names, (*why, *kept_digests[digest]))
         else:
-            untouched.append(Kept(name, digest, manifest.tag_names, ()))
+            item = Kept(name, digest, manifest.tag_names, ())
         if ranks is not None:
             # What explain shows beyond the reasons (the `locked` reason names no attribute).
-            listed = kept if digest in kept_digests else untouched
-            listed[-1] = replace(
-                listed[-1], ranks=tuple(ranks.get(digest, ())), locked=manifest.blocking_locks
-            )
+            ranked = ranks.get(digest)
+            locks = manifest.blocking_locks if manifest.locked else ()
+            if ranked or locks:
+                item = Kept(item.repository, digest, item.tags, item.reasons, tuple(ranked or ()), locks)
+        (kept if digest in kept_digests else untouched).append(item)
     summary = RepositorySummary(
         name=name,
         manifests=len(nodes),
