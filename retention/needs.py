@@ -81,3 +81,19 @@ class PolicyNeeds(Needs):
             rule.action is not RuleAction.KEEP and rule.matches_repository(repository)
             for rule in self.policy.rules
         )
+
+
+@dataclass(frozen=True)
+class UnionNeeds(Needs):
+    """What any of several policies needs: `diff` reads the registry once for two of them."""
+
+    parts: tuple[Needs, ...]
+
+    def lists(self, repository: str) -> bool:
+        return any(part.lists(repository) for part in self.parts)
+
+    def tag_details(self, repository: str, manifest: Manifest) -> bool:
+        return any(part.tag_details(repository, manifest) for part in self.parts)
+
+    def content(self, repository: str, manifest: Manifest) -> bool:
+        return any(part.content(repository, manifest) for part in self.parts)

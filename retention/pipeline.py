@@ -42,6 +42,7 @@ def plan_from_snapshot(
     max_deletes: int | None = None,
     limit: int = DATA_LIMIT,
     uses: ImageUses | None = None,
+    details: bool = False,
 ) -> Plan:
     """Plan a snapshot file (at most `limit` bytes), one repository at a time. Raises SnapshotError
     or PlanningError, and RetentionError when `uses` cannot be matched to the snapshot's registry."""
@@ -66,7 +67,13 @@ def plan_from_snapshot(
     gc.disable()
     try:
         plan = make_plan(
-            policy, repositories, now=now, max_deletes=max_deletes, fingerprints=False, in_use=in_use
+            policy,
+            repositories,
+            now=now,
+            max_deletes=max_deletes,
+            fingerprints=False,
+            in_use=in_use,
+            details=details,
         )
     finally:
         gc.enable()
@@ -94,6 +101,7 @@ def plan_from_registry(
     max_deletes: int | None = None,
     repositories: Sequence[str] = (),
     in_use: InUse | None = None,
+    details: bool = False,
 ) -> Plan:
     """Plan a live registry, one repository at a time, reading only what this policy needs.
 
@@ -103,7 +111,7 @@ def plan_from_registry(
     stream = _inventory(connection, PolicyNeeds(policy, now), repositories)
     gc.disable()  # as in plan_from_snapshot
     try:
-        plan = make_plan(policy, stream, now=now, max_deletes=max_deletes, in_use=in_use)
+        plan = make_plan(policy, stream, now=now, max_deletes=max_deletes, in_use=in_use, details=details)
     finally:
         gc.enable()
     return replace(plan, registry=connection.target.login_server, taken_at=taken_at, source="registry")

@@ -36,6 +36,7 @@ from retention.plan import (
     Kept,
     Op,
     Plan,
+    Rank,
     RepositorySummary,
     SetManifestProperties,
     SetTagProperties,
@@ -138,6 +139,8 @@ def _plan(doc: Any) -> Plan:
             digest=_text(k, "digest", f"$.kept[{i}]"),
             tags=_texts(k, "tags", f"$.kept[{i}]"),
             reasons=_texts(k, "reasons", f"$.kept[{i}]"),
+            ranks=_ranks(k.get("ranks", []), f"$.kept[{i}].ranks"),
+            locked=_locked(k.get("locked", {}), f"$.kept[{i}].locked"),
         )
         for i, k in enumerate(_list(doc, "kept", "$"))
     )
@@ -232,6 +235,7 @@ def _action(raw: Any, where: str) -> Action:
             after=_texts(raw, "after", where),
             subject=subject,
             locked=_locked(raw.get("locked", {}), f"{where}.locked"),
+            ranks=_ranks(raw.get("ranks", []), f"{where}.ranks"),
         )
     if op == Op.DELETE_TAG:
         locked = _texts(raw, "locked", where) if raw.get("locked") is not None else ()
@@ -302,6 +306,42 @@ def _locked(raw: Any, where: str) -> tuple[tuple[str | None, Property], ...]:
             except ValueError:
                 raise _Bad(at, f"unknown property {name!r}") from None
     return tuple(found)
+
+
+def _ranks(raw: Any, where: str) -> tuple[Rank, ...]:
+    """The optional `ranks` of a kept manifest or a delete (plans made for explain)."""
+    if not isinstance(raw, list):
+        raise _Bad(where, "expected a list")
+    ranks = []
+    for index, item in enumerate(raw):
+        here = f"{where}[{index}]"
+        if not isinstance(item, dict):
+            raise _Bad(here, "expected an object")
+        numbers: dict[str, int | None] = {}
+        for key in ("rank", "of", "newest", "group_rank", "groups", "groups_kept"):
+            value = item.get(key)
+            if value is None and key in {"group_rank", "groups", "groups_kept"}:
+                numbers[key] = None
+                continue
+            if type(value) is not int or not 1 <= value <= MAX_INTEGER:
+                raise _Bad(f"{here}.{key}", "expected an integer from 1 to 2^63-1")
+            numbers[key] = value
+        group = item.get("group")
+        if group is not None and not isinstance(group, str):
+            raise _Bad(f"{here}.group", "expected a string or null")
+        ranks.append(
+            Rank(
+                rule=_text(item, "rule", here),
+                rank=numbers["rank"] or 0,
+                of=numbers["of"] or 0,
+                newest=numbers["newest"] or 0,
+                group=group,
+                group_rank=numbers["group_rank"],
+                groups=numbers["groups"],
+                groups_kept=numbers["groups_kept"],
+            )
+        )
+    return tuple(ranks)
 
 
 def _summary(raw: Any, where: str) -> RepositorySummary:

@@ -247,12 +247,144 @@ def test_github_plan_keeps_what_the_cluster_runs() -> None:
     )
 
 
-@pytest.mark.parametrize("mistake", ["--no-such-option", "--registry ''"], ids=["typo", "no-registry"])
-def test_github_plan_step_fails_on_a_usage_error_instead_of_reporting_changes(
-    runner: Path, mistake: str
+# --- the pull-request review: validate, then diff the base branch's policies against the PR's ----
+
+GITHUB_DIFF = ROOT / "examples" / "ci" / "github-actions" / "retention-diff.yml"
+GITHUB_SNAPSHOT = ROOT / "examples" / "ci" / "github-actions" / "retention-snapshot.yml"
+AZURE_DIFF = ROOT / "examples" / "ci" / "azure-pipelines" / "retention-diff.yml"
+
+
+def test_diff_examples_validate_then_diff_the_base_policies_against_the_pull_requests() -> None:
+    """Each diff example validates the pull request's policies, then diffs the base branch's copy
+    (checked out under base/) against them, as Markdown with detailed exit codes; the snapshot
+    job writes the artifact the diff job reads."""
+    for path in (GITHUB_DIFF, AZURE_DIFF):
+        commands = parsed(path)
+        validate, *diffs = commands
+        assert validate.command == "validate"
+        assert [d.command for d in diffs] == ["diff"] * (2 if path == GITHUB_DIFF else 1)
+        for diff in diffs:
+            assert diff.base == [f"base/{p}" for p in validate.policies]
+            assert diff.policy == validate.policies
+            assert (diff.format, diff.detailed_exitcode) == ("markdown", True)
+            assert diff.out.endswith("diff.md")
+        assert diffs[0].snapshot == "snapshot.json"
+    live = parsed(GITHUB_DIFF)[2]
+    assert (live.snapshot, live.registry) == (None, "$ACR_RETENTION_REGISTRY")
+    (snapshot,) = parsed(GITHUB_SNAPSHOT)
+    assert (snapshot.command, snapshot.out) == ("snapshot", "snapshot.json")
+    uploads = [
+        s
+        for s in load(GITHUB_SNAPSHOT)["jobs"]["snapshot"]["steps"]
+        if "upload-artifact" in s.get("uses", "")
+    ]
+    assert uploads[0]["with"] == {"name": "retention-snapshot", "path": "snapshot.json", "retention-days": 7}
+    download = next(
+        s["run"] for s in load(GITHUB_DIFF)["jobs"]["diff"]["steps"] if "gh run" in s.get("run", "")
+    )
+    assert "--workflow retention-snapshot.yml" in download
+    assert "--name retention-snapshot" in download
+
+
+def test_github_diff_workflow_least_privilege() -> None:
+    """The snapshot diff needs no Azure access (forks too); only the live diff may mint a token."""
+    workflow = load(GITHUB_DIFF)
+    assert workflow[True]["pull_request"]["paths"] == ["policies/**"]
+    assert workflow["permissions"] == {}
+    jobs = workflow["jobs"]
+    assert jobs["diff"]["permissions"] == {"contents": "read", "actions": "read"}
+    assert jobs["diff-live"]["permissions"] == {"contents": "read", "id-token": "write"}
+    assert "head.repo.full_name == github.repository" in jobs["diff-live"]["if"]
+    checkouts = [s for s in jobs["diff"]["steps"] if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkouts[1]["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    assert checkouts[1]["with"]["path"] == "base"
+
+
+@pytest.fixture
+def diff_runner(runner: Path) -> Path:
+    """The runner's checkout with base/policies (the base branch) and last night's snapshot."""
+    (runner / "work" / "base").mkdir()
+    (runner / "work" / "base" / "policies").symlink_to(ROOT / "policies")
+    (runner / "work" / "snapshot.json").symlink_to(ROOT / "examples" / "snapshot.json")
+    return runner
+
+
+def diff_extra_args(runner: Path, code: int) -> str:
+    """Arguments that make the real diff exit with `code` (the PR's policies are the base's here,
+    so a smaller limit or another base makes the differences)."""
+    now = "--now 2026-11-26T00:00:00Z"
+    # --base repeats: one more base rule that keeps every main build makes the PR's policy delete more.
+    extra = runner / "keep-main.yaml"
+    extra.write_text("version: 1\nrules:\n  - {name: keep-main, action: keep, tags: ['main-.*']}\n")
+    other_base = f"--base {extra}"
+    return {
+        EXIT_OK: now,
+        EXIT_CHANGES: f"{now} {other_base}",
+        EXIT_OVER_LIMIT: f"{now} --max-deletes 1",
+        EXIT_ERROR: f"{now} --max-input-size 1KiB",
+    }[code]
+
+
+def github_diff_script() -> str:
+    (step,) = [step for step in load(GITHUB_DIFF)["jobs"]["diff"]["steps"] if step.get("id") == "diff"]
+    script: str = step["run"]
+    return script
+
+
+@pytest.mark.parametrize(
+    ("code", "step_exit", "output"),
+    [
+        (EXIT_OK, 0, "changes=false"),
+        (EXIT_CHANGES, 0, "changes=true"),
+        (EXIT_OVER_LIMIT, 3, ""),
+        (EXIT_ERROR, 1, ""),
+    ],
+)
+def test_github_diff_step_maps_the_exit_code(
+    diff_runner: Path, code: int, step_exit: int, output: str
 ) -> None:
-    """A typo or a missing registry is an error (exit 1 under --detailed-exitcode), never exit 2,
-    which the step would read as "this change would delete or lock images"."""
+    """The diff step, verbatim under the runner's `bash -e`: no difference and differences pass (the
+    latter flagged), over the limit and errors fail; the Markdown lands in the job summary."""
+    summary, outputs = diff_runner / "summary.md", diff_runner / "output.txt"
+    summary.touch()
+    outputs.touch()
+    env = {
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_OUTPUT": str(outputs),
+        "EXTRA_ARGS": diff_extra_args(diff_runner, code),
+    }
+    step = run_step(diff_runner, ["--noprofile", "--norc", "-eo", "pipefail"], github_diff_script(), env)
+    assert step.returncode == step_exit, step.stderr
+    assert outputs.read_text().strip() == output
+    assert ("::notice" in step.stdout) == (code == EXIT_CHANGES)
+    assert ("::error" in step.stdout) == (code == EXIT_OVER_LIMIT)
+    if code == EXIT_ERROR:
+        assert summary.read_text() == ""
+    else:
+        assert summary.read_text() == (diff_runner / "work" / "diff.md").read_text()
+        assert summary.read_text().startswith("## Retention policy diff for contoso.azurecr.io\n")
+        assert ("No differences" in summary.read_text()) == (code in (EXIT_OK, EXIT_OVER_LIMIT))
+
+
+@pytest.mark.parametrize(
+    ("code", "step_exit"), [(EXIT_OK, 0), (EXIT_CHANGES, 0), (EXIT_OVER_LIMIT, 3), (EXIT_ERROR, 1)]
+)
+def test_azure_diff_step_maps_the_exit_code(diff_runner: Path, code: int, step_exit: int) -> None:
+    staging = diff_runner / "staging"
+    staging.mkdir()
+    (step,) = [s for s in load(AZURE_DIFF)["steps"] if s.get("displayName") == "Diff (dry run)"]
+    env = {"BUILD_ARTIFACTSTAGINGDIRECTORY": str(staging), "EXTRA_ARGS": diff_extra_args(diff_runner, code)}
+    result = run_step(diff_runner, [], step["script"], env)
+    assert result.returncode == step_exit, result.stderr
+    uploaded = f"##vso[task.uploadsummary]{staging}/diff.md" in result.stdout
+    assert uploaded == (code != EXIT_ERROR)
+    assert ("result=SucceededWithIssues" in result.stdout) == (code == EXIT_CHANGES)
+    assert ("type=error" in result.stdout) == (code == EXIT_OVER_LIMIT)
+
+
+def test_github_plan_step_fails_on_a_usage_error_instead_of_reporting_changes(runner: Path) -> None:
+    """A typo is an error (exit 1 under --detailed-exitcode), never exit 2, which the step would
+    read as "this change would delete or lock images"."""
     summary, outputs = runner / "summary.md", runner / "output.txt"
     summary.touch()
     outputs.touch()

@@ -53,3 +53,22 @@ def test_readme_names_every_plan_option() -> None:
     options = {opt for action in plan._actions for opt in action.option_strings if opt.startswith("--")}
     missing = {opt for opt in options if opt not in README} - {"--help"}
     assert missing == set()
+
+
+def test_readme_names_every_diff_and_explain_option() -> None:
+    """The review commands' options are documented too (their section or the command table)."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("diff", "explain"):
+        options = {
+            opt
+            for action in commands.choices[name]._actions
+            for opt in action.option_strings
+            if opt.startswith("--")
+        }
+        # Registry and size options are shared with plan and documented there.
+        shared = {opt for action in commands.choices["plan"]._actions for opt in action.option_strings}
+        missing = {opt for opt in options - shared if opt not in README} - {"--help"}
+        assert missing == set(), name
+    assert "### Reviewing a policy change: `diff`" in README
+    assert "### Why this image? `explain`" in README

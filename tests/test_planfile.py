@@ -38,9 +38,10 @@ def saved(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
 
 
 def test_a_saved_plan_reads_back_to_the_same_plan(saved: Path) -> None:
-    """Every action, kept entry and total survives the round trip."""
+    """Every action, kept entry and total survives the round trip, with the details for explain
+    (newest ranks, locks of kept manifests) that --save-plan writes."""
     expected = plan_from_snapshot(
-        load_policy(["policies/combined"]), "examples/snapshot.json", now=parse_time(NOW)
+        load_policy(["policies/combined"]), "examples/snapshot.json", now=parse_time(NOW), details=True
     )
     assert plan_to_json(load_plan(saved)) == plan_to_json(expected)
 

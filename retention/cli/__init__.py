@@ -30,6 +30,7 @@ from retention.cli.commands import (
     cmd_version,
 )
 from retention.cli.recovery import cmd_recovery
+from retention.cli.review import cmd_diff, cmd_explain
 from retention.errors import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = ["build_parser", "main"]
 
+# Exit codes that --detailed-exitcode leaves alone: success, and interruption (SIGINT, SIGTERM).
+_NOT_ERRORS = frozenset({EXIT_OK, 130, 143})
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -66,10 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_format, args.log_level, secrets=_known_secrets(args))
     run = Run(started=time.monotonic())
     code = _dispatch(args, run)
+    if detailed and not run.returned and code not in _NOT_ERRORS:
+        code = EXIT_ERROR  # 2 then means only "succeeded, and there are changes"
     if run.gateway is not None:
         _push_metrics(args, run, code, run.gateway)
-    if detailed and not run.returned and code == EXIT_USAGE:
-        return EXIT_ERROR
     return code
 
 
@@ -87,6 +91,12 @@ def _dispatch(args: argparse.Namespace, run: Run) -> int:
             return cmd_snapshot(args)
         if args.command in ("deleted", "restore"):
             return cmd_recovery(args)
+        if args.command == "explain":
+            return cmd_explain(args)
+        if args.command == "diff":
+            code = cmd_diff(args, run)
+            run.returned = True
+            return code
         run.gateway = _pushgateway(args)
         code = cmd_apply(args, run) if args.command == "apply" else cmd_plan(args, run)
         run.returned = True

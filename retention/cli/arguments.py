@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_deleted_parser(commands)
     _add_restore_parser(commands)
+    _add_diff_parser(commands)
+    _add_explain_parser(commands)
     for name, command in commands.choices.items():
         # Global options also after the subcommand (`plan --log-format console`), as the README
         # writes them; given there, they override the ones before it.
@@ -311,6 +313,13 @@ With --detailed-exitcode every error is 1 and 2 means "the plan is not empty".""
     "restore": """examples:
   acr-retention restore --report run.jsonl --registry myreg.azurecr.io
   acr-retention restore --report run.jsonl --registry myreg.azurecr.io --digest sha256:1a2b --yes""",
+    "diff": """examples:
+  acr-retention diff --base base/policies --policy policies --snapshot snapshot.json
+  acr-retention diff --base base/policies --policy policies --registry myreg.azurecr.io \\
+      -o markdown --detailed-exitcode""",
+    "explain": """examples:
+  acr-retention explain shop/api:v1.2.0 shop/api@sha256:1a2b3c --plan plan.json
+  acr-retention explain shop/api:main-1a2b3c4 --policy policies --snapshot snapshot.json""",
     "version": "example:\n  acr-retention version",
     "schema": "example:\n  acr-retention schema > policy.schema.json",
 }
@@ -401,6 +410,100 @@ def _add_restore_parser(commands: Any) -> None:
         help=f"refuse a report larger than SIZE (default {format_size(DATA_LIMIT)})",
     )
     _add_registry_options(restore)
+
+
+def _add_inventory_source(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    source = parser.add_mutually_exclusive_group(required=required)
+    source.add_argument("--snapshot", metavar="FILE", help="inventory from a snapshot file")
+    source.add_argument(
+        "--registry",
+        metavar="REGISTRY",
+        help="inventory from a live registry (login server or https URL); default: $ACR_RETENTION_REGISTRY,"
+        " then the policy's registry",
+    )
+
+
+def _add_diff_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+    diff = commands.add_parser(
+        "diff",
+        help="what a policy change does: plan the old and the new policy against one inventory, compare",
+        description="Read the inventory once (a snapshot or a live registry, with what either policy"
+        " needs), plan the base policy and the new one against it, and show what the change does:"
+        " manifests newly deleted and no longer deleted, tags newly untagged and no longer untagged,"
+        " property changes that differ, each with both plans' reasons. Nothing is changed.",
+    )
+    diff.add_argument(
+        "--base",
+        action="append",
+        required=True,
+        metavar="POLICY",
+        help="the policy as it is (file or directory, repeatable): e.g. the base branch's policies/",
+    )
+    _add_policy_argument(diff)
+    _add_size_limits(diff, inputs=True)
+    _add_inventory_source(diff, required=False)
+    _add_registry_options(diff)
+    diff.add_argument(
+        "--now", type=_rfc3339, metavar="TIME", help="RFC 3339 time that both plans measure ages from"
+    )
+    diff.add_argument(
+        "--format",
+        "-o",
+        "--output",
+        choices=("text", "json", "markdown"),
+        default="text",
+        help="text for a terminal, markdown for a pull request or job summary, json (interfaces.md §6)",
+    )
+    diff.add_argument("--out", metavar="FILE", help="write the rendered diff to FILE instead of stdout")
+    diff.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when the plans do not differ, 2 when they do, 3 when the new plan is over"
+        " max_deletes; every error is then 1",
+    )
+    diff.add_argument(
+        "--max-deletes",
+        type=_non_negative,
+        metavar="N",
+        help="a limit on the command line for both plans; the smaller of it and each policy's wins",
+    )
+    _add_in_use_options(diff)
+
+
+def _add_explain_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+    explain = commands.add_parser(
+        "explain",
+        help="why an image is deleted, kept, locked or untouched",
+        description="For each REF (repository:tag, repository@digest, or repository@ a digest prefix"
+        " that is unique there): the decision, every rule that matched and on which side, newest"
+        " ranks, locks, the graph around it, and property changes planned for it. From a saved plan"
+        " (--plan, no registry access) or by planning the policy against a snapshot or registry.",
+    )
+    explain.add_argument("refs", nargs="+", metavar="REF", help="repository:tag or repository@digest")
+    explain.add_argument(
+        "--plan", metavar="FILE", help="answer from this saved plan (plan --save-plan) alone"
+    )
+    explain.add_argument(
+        "--policy",
+        action="append",
+        metavar="POLICY",
+        help="plan this policy (file or directory, repeatable; default $ACR_RETENTION_POLICY) instead",
+    )
+    _add_size_limits(explain, inputs=True)
+    _add_inventory_source(explain, required=False)
+    _add_registry_options(explain)
+    explain.add_argument(
+        "--now", type=_rfc3339, metavar="TIME", help="RFC 3339 time that ages are measured from"
+    )
+    explain.add_argument(
+        "--format",
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text for people, json for tools (default text)",
+    )
+    _add_in_use_options(explain)
 
 
 def _add_registry_options(parser: argparse.ArgumentParser) -> None:

@@ -117,10 +117,19 @@ def cmd_plan(args: argparse.Namespace, run: Run) -> int:
     policy_paths: list[str] = args.policy or [args.policy_default]
     policy = load_policy(policy_paths, limit=args.max_policy_size)
     now: datetime = args.now or datetime.now(UTC)
+    # A saved plan carries what `explain --plan` shows beyond its reasons. `--format json` stays
+    # the plan as make_plan gives it, which scripts compare with plans they make themselves.
+    details = bool(args.save_plan)
     if args.snapshot:
         uses = image_uses(args, policy)
         plan = plan_from_snapshot(
-            policy, args.snapshot, now=now, max_deletes=args.max_deletes, limit=args.max_input_size, uses=uses
+            policy,
+            args.snapshot,
+            now=now,
+            max_deletes=args.max_deletes,
+            limit=args.max_input_size,
+            uses=uses,
+            details=details,
         )
     else:
         connection = _connection(args, fallback=policy.registry)
@@ -135,6 +144,7 @@ def cmd_plan(args: argparse.Namespace, run: Run) -> int:
             max_deletes=args.max_deletes,
             repositories=args.repository,
             in_use=_in_registry(uses, connection, policy),
+            details=details,
         )
     run.registry = run.registry or plan.registry
     run.plan = plan

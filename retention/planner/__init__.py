@@ -36,6 +36,7 @@ from retention.plan import (
     DeleteTag,
     Kept,
     Plan,
+    Rank,
     RepositorySummary,
     SetManifestProperties,
     SetTagProperties,
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from retention.inuse import InUse
     from retention.inventory import Repository
 
-__all__ = ["could_match", "make_plan", "subjects_of"]
+__all__ = ["PlanBuilder", "could_match", "make_plan", "subjects_of"]
 
 
 @dataclass(slots=True)
@@ -77,6 +78,7 @@ def make_plan(
     taken_at: datetime | None = None,
     fingerprints: bool = True,
     in_use: InUse | None = None,
+    details: bool = False,
 ) -> Plan:
     """Plan every repository. `max_deletes` (the command line's) and the policy's: the smaller wins.
 
@@ -88,53 +90,114 @@ def make_plan(
     `in_use` is what clusters run or will run (retention.inuse): those manifests, and the indexes
     and subjects above them, are kept whatever the rules say (policy.md §4, step 0).
 
+    With `details`, deletes and kept manifests also carry what `explain` shows beyond their
+    reasons: the place each `newest` gave them, and the locks of a kept manifest.
+
     Raises PlanningError when lock rules conflict; the message lists every conflict.
     """
-    checks = [RuleCheck.of(rule, now) for rule in policy.rules]
-    untags = any(rule.action is RuleAction.UNTAG for rule in policy.rules)
-    actions: list[Action] = []
-    kept: list[Kept] = []
-    untouched: list[Kept] = []
-    summaries: list[RepositorySummary] = []
-    conflicts: list[str] = []
+    builder = PlanBuilder(
+        policy,
+        now=now,
+        registry=registry,
+        max_deletes=max_deletes,
+        taken_at=taken_at,
+        fingerprints=fingerprints,
+        in_use=in_use,
+        details=details,
+    )
     for repository in repositories:
-        untagging = _untagging(policy, checks, repository, in_use) if untags else None
+        builder.add(repository)
+    return builder.plan()
+
+
+class PlanBuilder:
+    """`make_plan`, one repository at a time: `diff` feeds each repository it reads to two
+    builders (one per policy), so the inventory is read once and never held whole."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        now: datetime,
+        registry: str | None = None,
+        max_deletes: int | None = None,
+        taken_at: datetime | None = None,
+        fingerprints: bool = True,
+        in_use: InUse | None = None,
+        details: bool = False,
+    ) -> None:
+        self.policy = policy
+        self.now = now
+        self.registry = registry
+        self.max_deletes = max_deletes
+        self.taken_at = taken_at
+        self.fingerprints = fingerprints
+        self.in_use = in_use
+        self.details = details
+        self._checks = [RuleCheck.of(rule, now) for rule in policy.rules]
+        self._untags = any(rule.action is RuleAction.UNTAG for rule in policy.rules)
+        self._actions: list[Action] = []
+        self._kept: list[Kept] = []
+        self._untouched: list[Kept] = []
+        self._summaries: list[RepositorySummary] = []
+        self._conflicts: list[str] = []
+
+    def add(self, repository: Repository) -> None:
+        policy, checks, in_use = self.policy, self._checks, self.in_use
+        untagging = _untagging(policy, checks, repository, in_use) if self._untags else None
         if untagging is None:
             planned = _plan_repository(
-                policy, checks, repository, conflicts, fingerprints=fingerprints, in_use=in_use
+                policy,
+                checks,
+                repository,
+                self._conflicts,
+                fingerprints=self.fingerprints,
+                in_use=in_use,
+                details=self.details,
             )
         else:
             # Phase 3 (policy.md §5a): the whole policy on the repository as the untags leave it.
             planned = _plan_repository(
-                policy, checks, untagging.remaining, conflicts, fingerprints=False, in_use=in_use
+                policy,
+                checks,
+                untagging.remaining,
+                self._conflicts,
+                fingerprints=False,
+                in_use=in_use,
+                details=self.details,
             )
-            planned = _with_untags(planned, repository, untagging, fingerprints=fingerprints)
-        actions.extend(planned.actions)
-        kept.extend(planned.kept)
-        untouched.extend(planned.untouched)
-        summaries.append(planned.summary)
-    if conflicts:
-        shown = conflicts[:CONFLICTS_SHOWN]
-        more = f" (and {len(conflicts) - len(shown)} more)" if len(conflicts) > len(shown) else ""
-        raise PlanningError("; ".join(shown) + more)
-    limits = [limit for limit in (policy.settings.max_deletes, max_deletes) if limit is not None]
-    actions.sort(key=lambda a: a.sort_key())
-    kept.sort(key=lambda k: (k.repository, k.digest))
-    untouched.sort(key=lambda k: (k.repository, k.digest))
-    summaries.sort(key=lambda s: s.name)
-    return Plan(
-        registry=registry if registry is not None else policy.registry,
-        now=now,
-        policy_sha256=policy.sha256,
-        max_deletes=min(limits) if limits else None,
-        actions=tuple(actions),
-        kept=tuple(kept),
-        untouched=tuple(untouched),
-        repositories=tuple(summaries),
-        taken_at=taken_at,
-        policy_document=policy.canonical or None,
-        in_use_sources=in_use.sources if in_use is not None else None,
-    )
+            planned = _with_untags(planned, repository, untagging, fingerprints=self.fingerprints)
+        self._actions.extend(planned.actions)
+        self._kept.extend(planned.kept)
+        self._untouched.extend(planned.untouched)
+        self._summaries.append(planned.summary)
+
+    def plan(self) -> Plan:
+        conflicts = self._conflicts
+        if conflicts:
+            shown = conflicts[:CONFLICTS_SHOWN]
+            more = f" (and {len(conflicts) - len(shown)} more)" if len(conflicts) > len(shown) else ""
+            raise PlanningError("; ".join(shown) + more)
+        policy = self.policy
+        limits = [limit for limit in (policy.settings.max_deletes, self.max_deletes) if limit is not None]
+        actions, kept, untouched = self._actions, self._kept, self._untouched
+        actions.sort(key=lambda a: a.sort_key())
+        kept.sort(key=lambda k: (k.repository, k.digest))
+        untouched.sort(key=lambda k: (k.repository, k.digest))
+        self._summaries.sort(key=lambda s: s.name)
+        return Plan(
+            registry=self.registry if self.registry is not None else policy.registry,
+            now=self.now,
+            policy_sha256=policy.sha256,
+            max_deletes=min(limits) if limits else None,
+            actions=tuple(actions),
+            kept=tuple(kept),
+            untouched=tuple(untouched),
+            repositories=tuple(self._summaries),
+            taken_at=self.taken_at,
+            policy_document=policy.canonical or None,
+            in_use_sources=self.in_use.sources if self.in_use is not None else None,
+        )
 
 
 def _plan_repository(
@@ -145,6 +208,7 @@ def _plan_repository(
     *,
     fingerprints: bool,
     in_use: InUse | None,
+    details: bool = False,
 ) -> _RepositoryPlan:
     name = repository.name
     checks = [
@@ -156,7 +220,8 @@ def _plan_repository(
     include_locked = policy.settings.include_locked
 
     notes: dict[str, dict[str, str]] = {}  # digest -> rule name -> group and rank (planner.ranking)
-    matched = match_rules(checks, images, by_created=by_created, notes=notes)
+    ranks: dict[str, list[Rank]] | None = {} if details else None
+    matched = match_rules(checks, images, by_created=by_created, notes=notes, ranks=ranks)
     used = in_use.used(repository) if in_use is not None else {}
     protected = in_use_reasons(nodes, used) if used else {}
 
@@ -216,6 +281,7 @@ def _plan_repository(
                 after=tuple(parents),
                 subject=manifest.subject if manifest.subject in node.subjects else None,
                 locked=manifest.blocking_locks,
+                ranks=tuple(ranks.get(digest, ())) if ranks else (),
             )
         )
         bytes_upper_bound += manifest.size_bytes or 0
@@ -256,9 +322,16 @@ def _plan_repository(
             if decisions.get(digest) is Decision.DELETE:
                 # A delete rule chose it and a surviving parent saved it: say so in the kept terms.
                 why = [f"saved-from:{r.removeprefix('delete:')}" for r in why]
-            kept.append(Kept(name, digest, manifest.tag_names, (*why, *kept_digests[digest])))
+            item = Kept(name, digest, manifest.tag_names, (*why, *kept_digests[digest]))
         else:
-            untouched.append(Kept(name, digest, manifest.tag_names, ()))
+            item = Kept(name, digest, manifest.tag_names, ())
+        if ranks is not None:
+            # What explain shows beyond the reasons (the `locked` reason names no attribute).
+            ranked = ranks.get(digest)
+            locks = manifest.blocking_locks if manifest.locked else ()
+            if ranked or locks:
+                item = Kept(item.repository, digest, item.tags, item.reasons, tuple(ranked or ()), locks)
+        (kept if digest in kept_digests else untouched).append(item)
     summary = RepositorySummary(
         name=name,
         manifests=len(nodes),

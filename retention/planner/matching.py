@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from retention.plan import Rank
 from retention.policy import OrderBy, Rule, TagState
 
 if TYPE_CHECKING:
@@ -57,11 +58,13 @@ def match_rules(
     *,
     by_created: bool,
     notes: dict[str, dict[str, str]] | None = None,
+    ranks: dict[str, list[Rank]] | None = None,
 ) -> dict[str, list[Rule]]:
     """Rule matching (policy.md §3) for images; `newest` ranks the images that pass the rest.
 
     Version-aware rules (`rank_by: version`, `group_by`) rank in `ranking`; `notes` receives, per
     digest and rule name, the group and rank their keep reasons show ("group 1.4, 2nd of 2").
+    `ranks` receives, per digest, the place every `newest` gave it, selected or not (for explain).
     """
     # Imported here: `ranking` builds on this module's `time_of`.
     from retention.planner.ranking import is_ranked, rank_newest  # noqa: PLC0415
@@ -71,7 +74,7 @@ def match_rules(
         passing = [m for m in images if selects(check, m, by_created=by_created)]
         newest = check.rule.newest
         if is_ranked(check.rule):
-            ranked = rank_newest(check.rule, passing, by_created=by_created)
+            ranked = rank_newest(check.rule, passing, by_created=by_created, ranks=ranks)
             passing = [r.manifest for r in ranked]
             if notes is not None:
                 for r in ranked:
@@ -79,6 +82,12 @@ def match_rules(
         elif newest is not None:
             passing.sort(key=lambda m: m.digest)
             passing.sort(key=lambda m: time_of(m, by_created=by_created), reverse=True)
+            if ranks is not None:
+                count = len(passing)
+                for place, manifest in enumerate(passing, 1):
+                    ranks.setdefault(manifest.digest, []).append(
+                        Rank(check.rule.name, place, count, newest=newest)
+                    )
             del passing[newest:]
         for manifest in passing:
             matched.setdefault(manifest.digest, []).append(check.rule)

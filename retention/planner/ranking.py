@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from retention.plan import Rank
 from retention.planner.matching import time_of
 from retention.policy import RankBy, Rule
 from retention.versions import precedence
@@ -57,10 +58,13 @@ def is_ranked(rule: Rule) -> bool:
     return rule.newest is not None and (rule.rank_by is RankBy.VERSION or rule.group_by is not None)
 
 
-def rank_newest(rule: Rule, images: Sequence[Manifest], *, by_created: bool) -> list[Ranked]:
+def rank_newest(
+    rule: Rule, images: Sequence[Manifest], *, by_created: bool, ranks: dict[str, list[Rank]] | None = None
+) -> list[Ranked]:
     """The images of one repository that `rule`'s `newest` (and `groups`) keep, best first.
 
     `images` are those that pass the rule's other selectors; their order does not matter.
+    `ranks` receives every image's place, kept or not (for explain).
     """
     newest = rule.newest
     if newest is None:
@@ -75,6 +79,11 @@ def rank_newest(rule: Rule, images: Sequence[Manifest], *, by_created: bool) -> 
     keyed.sort(key=lambda item: item[0], reverse=True)
 
     if rule.group_by is None:
+        if ranks is not None:
+            for place, (_, manifest, _) in enumerate(keyed, 1):
+                ranks.setdefault(manifest.digest, []).append(
+                    Rank(rule.name, place, len(keyed), newest=newest)
+                )
         kept = [manifest for _, manifest, _ in keyed[:newest]]
         return [Ranked(m, f"{ordinal(i)} of {len(kept)}") for i, m in enumerate(kept, 1)]
 
@@ -83,6 +92,21 @@ def rank_newest(rule: Rule, images: Sequence[Manifest], *, by_created: bool) -> 
     for _, manifest, group in keyed:
         members.setdefault(group, []).append(manifest)
     chosen = list(members.items())
+    if ranks is not None:
+        for group_place, (group, images_of_group) in enumerate(chosen, 1):
+            for place, manifest in enumerate(images_of_group, 1):
+                ranks.setdefault(manifest.digest, []).append(
+                    Rank(
+                        rule.name,
+                        place,
+                        len(images_of_group),
+                        newest=newest,
+                        group=group_label(group),
+                        group_rank=group_place,
+                        groups=len(chosen),
+                        groups_kept=rule.groups,
+                    )
+                )
     if rule.groups is not None:
         del chosen[rule.groups :]
     ranked: list[Ranked] = []
