@@ -1,0 +1,338 @@
+"""Markdown for CI job summaries and pull-request comments: summary table first, details
+collapsible, capped by rows and bytes, user data escaped. Pure."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from itertools import chain
+from typing import TYPE_CHECKING
+
+from retention.plan import (
+    DeleteManifest,
+    DeleteTag,
+    Kept,
+    SetManifestProperties,
+    SetTagProperties,
+)
+from retention.timefmt import format_time
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from retention.plan import Action, Plan, RepositorySummary
+
+from retention.render.common import (
+    _MARKDOWN_MAX_SUMMARY_ROWS,
+    _MARKDOWN_MAX_TAGS,
+    _MARKDOWN_TRAILER_BYTES,
+    _SHORT_HEX,
+    MARKDOWN_MAX_BYTES,
+    MARKDOWN_MAX_ROWS,
+    MARKDOWN_MAX_ROWS_PER_REPOSITORY,
+    _capped,
+    _day,
+    _in_use_note,
+    _plural,
+    _reasons,
+    _short_tag,
+    _size_note,
+    _sorted_actions,
+    _unreadable,
+    _untags_by_rule,
+    _visible,
+    human_bytes,
+    short_digest,
+)
+
+# Characters with inline meaning in GitHub-flavoured Markdown (emphasis, code, links, tables,
+# strikethrough, math); `&`, `<` and `>` become entities instead so data can never open an HTML tag.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
+_HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+_HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_HTML_SPECIAL = re.compile("[&<>]")
+
+
+# A keep reason with a group and rank (retention.planner.ranking): "keep:name (group 1.4, 1st of 2)".
+# Rule names have no spaces, so only those notes put one after the name.
+_RANKED_KEEP = re.compile(r"keep:[a-z0-9-]+ \(")
+
+
+_OP_LABELS = {
+    DeleteManifest: "delete",
+    DeleteTag: "untag",
+    SetManifestProperties: "set manifest",
+    SetTagProperties: "set tag",
+}
+
+
+def _md(text: str) -> str:
+    """User data (repository names, tags, reasons) as literal Markdown text."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", _visible(text))
+    return _HTML_SPECIAL.sub(lambda m: _HTML_ENTITIES[m.group()], escaped)
+
+
+def _html(text: str) -> str:
+    """User data inside raw HTML (`<summary>`), where Markdown escapes would show literally."""
+    return _HTML_SPECIAL.sub(lambda m: _HTML_ENTITIES[m.group()], _visible(text))
+
+
+def _code_cell(text: str) -> str:
+    """A code span inside a table cell: GFM splits cells on `|` even inside code spans."""
+    text = _visible(text)
+    if "`" in text:
+        return _md(text)
+    return "`" + text.replace("|", "\\|") + "`"
+
+
+class _Output:
+    """Markdown lines with a running UTF-8 size, so the result stays under GitHub's summary cap."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.lines: list[str] = []
+        self.size = 0
+        self.budget = max_bytes - _MARKDOWN_TRAILER_BYTES
+
+    def add(self, *lines: str) -> None:
+        for line in lines:
+            self.lines.append(line)
+            self.size += len(line.encode()) + 1
+
+    def fits(self, *lines: str) -> bool:
+        return self.size + sum(len(line.encode()) + 1 for line in lines) <= self.budget
+
+    def text(self) -> str:
+        return "\n".join(self.lines).rstrip("\n") + "\n"
+
+
+def render_markdown(
+    plan: Plan,
+    *,
+    max_rows_per_repository: int = MARKDOWN_MAX_ROWS_PER_REPOSITORY,
+    max_rows: int = MARKDOWN_MAX_ROWS,
+    max_bytes: int = MARKDOWN_MAX_BYTES,
+) -> str:
+    """GitHub-flavoured Markdown for CI job summaries and PR comments.
+
+    A summary table per repository with changes, then one collapsible block
+    of actions per repository. Detail rows are capped (per repository, in
+    total, and by size: `max_bytes` bounds the whole output); whatever is
+    left out is counted and pointed at the JSON plan.
+    """
+    out = _Output(max_bytes)
+    out.add(f"## Retention plan for {_md(plan.registry)}" if plan.registry else "## Retention plan", "")
+    if plan.over_limit:
+        out.add(
+            f"> ⚠️ **Over the limit:** this plan deletes {plan.deletions()}, more than"
+            f" `max_deletes` ({plan.max_deletes}). `apply` will refuse to execute any of it.",
+            "",
+        )
+    out.add(_markdown_meta(plan), "")
+    if plan.in_use_sources is not None:
+        out.add(_md(_in_use_note(plan)), "")
+    unreadable = _unreadable(plan)
+    for summary in unreadable[:_MARKDOWN_MAX_SUMMARY_ROWS]:
+        out.add(f"> ⚠️ **Deletes nothing in {_md(summary.name)}:** {_md(str(summary.unreadable))}.", "")
+    if len(unreadable) > _MARKDOWN_MAX_SUMMARY_ROWS:
+        more = _plural(len(unreadable) - _MARKDOWN_MAX_SUMMARY_ROWS, "more repository", "more repositories")
+        out.add(f"> ⚠️ … and {more} whose subjects could not be read (see the JSON plan).", "")
+    totals = plan.summary()
+    counts = f"{totals['kept']} kept, {totals['untouched']} untouched"
+    in_repositories = f"in {_plural(totals['repositories'], 'repository', 'repositories')}"
+    if plan.is_empty:
+        out.add(f"No changes. {counts} {in_repositories}.")
+        return out.text()
+    deletions = f"**{_plural(plan.manifest_deletes, 'deletion')}**"
+    if plan.manifest_deletes:
+        deletions += f" ({_size_note(plan)})"
+    if plan.tag_deletes:
+        deletions += f", **{_plural(plan.tag_deletes, 'untag')}** ({_md(_untags_by_rule(plan))})"
+    changes = _plural(totals["set_manifest_properties"] + totals["set_tag_properties"], "property change")
+    out.add(f"{deletions}, {changes}, {counts} {in_repositories}.", "")
+
+    grouped: dict[str, list[Action]] = defaultdict(list)
+    for action in _sorted_actions(plan.actions):
+        grouped[action.repository].append(action)
+    _markdown_summary_table(out, plan.repositories, grouped)
+    out.add(
+        "Sizes are upper bounds: layers are shared between images, so deleting a manifest can free"
+        " less storage than its size.",
+        "",
+    )
+    ranked: dict[str, list[Kept]] = defaultdict(list)
+    for item in plan.kept:
+        if item.repository in grouped and any(_RANKED_KEEP.match(r) for r in item.reasons):
+            ranked[item.repository].append(item)
+    _markdown_details(
+        out, grouped, ranked, max_rows_per_repository=max_rows_per_repository, max_rows=max_rows
+    )
+    return out.text()
+
+
+def _markdown_meta(plan: Plan) -> str:
+    parts = [f"Evaluated at `{format_time(plan.now)}`"]
+    if plan.taken_at is not None:
+        parts.append(f"snapshot taken `{format_time(plan.taken_at)}`")
+    parts.append(f"policy `{plan.policy_sha256[:_SHORT_HEX]}`" if plan.policy_sha256 else "policy (none)")
+    if plan.max_deletes is not None:
+        parts.append(f"`max_deletes` {plan.max_deletes}")
+    return " · ".join(parts)
+
+
+def _repository_size(actions: Sequence[Action], summary: RepositorySummary) -> str:
+    deletes = [a for a in actions if isinstance(a, DeleteManifest)]
+    if not deletes:
+        return "—"
+    unknown = sum(d.size_bytes is None for d in deletes)
+    if unknown == len(deletes):
+        return "unknown"
+    size = human_bytes(summary.bytes_upper_bound)
+    return f"{size} (+{unknown} unknown)" if unknown else size
+
+
+def _markdown_summary_table(
+    out: _Output, summaries: Sequence[RepositorySummary], grouped: dict[str, list[Action]]
+) -> None:
+    changed = sorted((s for s in summaries if s.changes or grouped.get(s.name)), key=lambda s: s.name)
+    # The Untag column only where untag rules removed something: most plans have none.
+    untags = any(s.delete_tags for s in summaries)
+    out.add(
+        "| Repository | Delete |"
+        + (" Untag |" if untags else "")
+        + " Property changes | Kept | Untouched | Size (upper bound) |",
+        "|---|---:|" + ("---:|" if untags else "") + "---:|---:|---:|---:|",
+    )
+    shown = 0
+    for summary in changed:
+        row = (
+            f"| {_md(summary.name)} | {summary.delete_manifests}"
+            + (f" | {summary.delete_tags}" if untags else "")
+            + f" | {summary.set_manifest_properties + summary.set_tag_properties}"
+            f" | {summary.kept} | {summary.untouched}"
+            f" | {_repository_size(grouped.get(summary.name, []), summary)} |"
+        )
+        if shown >= _MARKDOWN_MAX_SUMMARY_ROWS or not out.fits(row):
+            break
+        out.add(row)
+        shown += 1
+    out.add("")
+    if shown < len(changed):
+        more = _plural(len(changed) - shown, "more repository", "more repositories")
+        out.add(f"… and {more} with changes (see the JSON plan).", "")
+    unchanged = len(summaries) - len(changed)
+    out.add(
+        f"Repositories without changes: {unchanged} (not listed)."
+        if unchanged
+        else "Repositories without changes: none.",
+        "",
+    )
+
+
+def _markdown_details(
+    out: _Output,
+    grouped: dict[str, list[Action]],
+    ranked: dict[str, list[Kept]],
+    *,
+    max_rows_per_repository: int,
+    max_rows: int,
+) -> None:
+    rows_left = max_rows
+    skipped_repositories = 0
+    skipped_actions = 0
+    exhausted = False
+    for repository in sorted(grouped):
+        actions = grouped[repository]
+        summary = f"<strong>{_html(repository)}</strong>: {_repository_changes(actions)}"
+        opening = (
+            f"<details><summary>{summary}</summary>",
+            "",
+            "| Op | Digest | Tags | Details | Reasons |",
+            "|---|---|---|---|---|",
+        )
+        if exhausted or rows_left <= 0 or not out.fits(*opening):
+            exhausted = True
+            skipped_repositories += 1
+            skipped_actions += len(actions)
+            continue
+        out.add(*opening)
+        shown = 0
+        # Version-aware keeps follow the actions: which group and rank saved an image is what a
+        # reviewer of "why was v1.4.0 deleted but not v1.4.1" needs next to the deletions.
+        kept = sorted(ranked.get(repository, ()), key=lambda k: k.digest)
+        total = len(actions) + len(kept)
+        # Lazily: a repository with 100,000 deletions renders only the rows it shows.
+        for row in chain(map(_markdown_row, actions), map(_markdown_kept_row, kept)):
+            if shown >= max_rows_per_repository:
+                break
+            if rows_left <= 0 or not out.fits(row):
+                exhausted = True
+                break
+            out.add(row)
+            shown += 1
+            rows_left -= 1
+        out.add("")
+        if shown < total:
+            out.add(f"… and {total - shown} more (see the JSON plan).", "")
+        out.add("</details>", "")
+    if skipped_repositories:
+        out.add(
+            f"… and {_plural(skipped_actions, 'action')} in"
+            f" {_plural(skipped_repositories, 'more repository', 'more repositories')}"
+            " not shown here (see the JSON plan).",
+        )
+
+
+def _repository_changes(actions: Sequence[Action]) -> str:
+    deletes = sum(isinstance(a, DeleteManifest) for a in actions)
+    untags = sum(isinstance(a, DeleteTag) for a in actions)
+    changes = len(actions) - deletes - untags
+    parts = []
+    if deletes:
+        parts.append(f"{deletes} to delete")
+    if untags:
+        parts.append(f"{untags} to untag")
+    if changes:
+        parts.append(_plural(changes, "property change"))
+    return ", ".join(parts)
+
+
+def _markdown_tags(tags: Sequence[str]) -> str:
+    return ", ".join(_md(_short_tag(t)) for t in _capped(tags, _MARKDOWN_MAX_TAGS))
+
+
+def _markdown_kept_row(item: Kept) -> str:
+    reasons = ", ".join(_md(r) for r in _reasons(item))
+    cells = ["keep", _code_cell(short_digest(item.digest)), _markdown_tags(item.tags), "", reasons]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _markdown_row(action: Action) -> str:
+    match action:
+        case DeleteManifest():
+            details = [f"updated {_day(action.updated_at)}"]
+            if action.size_bytes is not None:
+                details.append(human_bytes(action.size_bytes))
+            if action.unlock_first:
+                details.append("**unlock first**")
+            tags = _markdown_tags(action.tags)
+        case DeleteTag():
+            details = [f"tag updated {_day(action.updated_at)}"] if action.updated_at else []
+            if action.unlock_first:
+                details.append("**unlock first**")
+            tags = _markdown_tags((action.tag,))
+        case SetManifestProperties() | SetTagProperties():
+            details = [f"`{prop}={str(value).lower()}`" for prop, value in action.set]
+            tags = _markdown_tags(action.tags if isinstance(action, SetManifestProperties) else (action.tag,))
+    cells = [
+        _OP_LABELS[type(action)],
+        _code_cell(short_digest(action.digest)),
+        tags,
+        ", ".join(details),
+        ", ".join(_md(r) for r in _reasons(action)),
+    ]
+    return "| " + " | ".join(cells) + " |"
