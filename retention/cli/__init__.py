@@ -6,7 +6,8 @@
 (interfaces.md §2): 0 success, 1 error, 2 usage error (or, with
 `plan --detailed-exitcode`, a non-empty plan), 3 plan over `max_deletes`.
 
-- `arguments`: the commands, their options and types;
+- `arguments`: the parser and each command's own options;
+- `options`: options several commands share, value types, help examples;
 - `commands`: what each command does with them.
 """
 
@@ -19,7 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 from retention import logs
-from retention.cli.arguments import PROG, PUSHGATEWAY_VARIABLE, build_parser
+from retention.cli.arguments import build_parser
 from retention.cli.commands import (
     Run,
     cmd_apply,
@@ -29,6 +30,7 @@ from retention.cli.commands import (
     cmd_validate,
     cmd_version,
 )
+from retention.cli.options import PROG, PUSHGATEWAY_VARIABLE
 from retention.cli.recovery import cmd_recovery
 from retention.cli.review import cmd_diff, cmd_explain
 from retention.errors import (

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from retention import __version__, logs, registry
 from retention.apply import Budgets, PlanRefusedError, check_saved_plan, confirm, only_repositories, run_apply
-from retention.cli.arguments import PROG
+from retention.cli.options import PROG
 from retention.errors import (
     EXIT_CHANGES,
     EXIT_ERROR,

@@ -13,8 +13,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from retention import logs
-from retention.cli.arguments import PROG
 from retention.cli.commands import _connection, _report_file
+from retention.cli.options import PROG
 from retention.errors import EXIT_ERROR, EXIT_OK, RetentionError, WriteFailedError
 from retention.matchers import compile_globs
 from retention.ratelimit import SKU_LIMITS, OperationClass

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from retention import logs
-from retention.cli.arguments import PROG
 from retention.cli.commands import _connection, _in_registry, _write_atomically, image_uses
+from retention.cli.options import PROG
 from retention.diff import Kind, diff_plans
 from retention.errors import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_OVER_LIMIT, PolicyError, UsageError
 from retention.explain import (
