@@ -12,7 +12,7 @@ from retention.executor import Outcome, Record
 from retention.plan import DeleteManifest
 from retention.ratelimit import AdaptiveLimiter
 from tests.builders import NOW
-from tests.ratesim import simulate
+from tests.ratesim import run_virtual, simulate
 
 
 class FakeClock:
@@ -51,7 +51,7 @@ def test_a_429_cuts_the_rate_and_waits_out_retry_after() -> None:
     assert limiter.per_minute == pytest.approx(420)
     assert limiter.throttled_count == 1
     asyncio.run(limiter.acquire())
-    assert clock.now >= 5.0
+    assert clock.now == pytest.approx(5.0)  # at its end, not a slot later
 
 
 def test_only_the_first_429_of_an_epoch_decreases_the_rate() -> None:
@@ -82,6 +82,61 @@ def test_a_slot_reserved_before_a_decrease_is_spaced_at_the_new_rate() -> None:
     asyncio.run(limiter.acquire())
     asyncio.run(limiter.acquire())
     assert clock.now == pytest.approx(0.2)  # 60 / 300 apart, counted from the decrease
+
+
+async def queued_behind_a_429(retry_after: float | None) -> list[float]:
+    """At 600/min one request goes out at 0 s and four workers queue for the slots at 0.1, 0.2,
+    0.3 and 0.4 s. The first request's 429 arrives at 0.05 s. Returns when each worker sent."""
+    loop = asyncio.get_running_loop()
+    limiter = AdaptiveLimiter(per_minute=600, clock=loop.time)
+    sent: list[float] = []
+
+    async def worker() -> None:
+        await limiter.acquire()
+        sent.append(loop.time())
+
+    first = await limiter.acquire()
+    queued = [asyncio.create_task(worker()) for _ in range(4)]
+    await asyncio.sleep(0.05)
+    limiter.throttled(retry_after, sent_in=first)
+    await asyncio.gather(*queued)
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "first"),
+    # Without Retry-After the first slot still free at the new rate is 0.1 s; with one of 0.5 s,
+    # nobody sends before 0.55 s, however long ago their slot was reserved.
+    [(None, 0.1), (0.5, 0.55)],
+)
+def test_slots_reserved_before_a_429_go_out_at_the_new_rate(retry_after: float | None, first: float) -> None:
+    """Workers that reserved their slot at the old rate and slept through a 429 reserve again
+    when they wake: they go out 60/420 s apart after the cut (and after Retry-After), not at
+    the 0.1 s spacing they had reserved."""
+    sent = run_virtual(queued_behind_a_429(retry_after))
+    step = 60 / 420
+    assert sent == pytest.approx([first + n * step for n in range(4)])
+
+
+def test_a_late_429_from_an_older_epoch_still_holds_everyone_until_its_retry_after() -> None:
+    """Two requests went out at the old rate; the first one's 429 cut the rate. The second one's
+    429 arrives later with Retry-After 3.05 s: it does not cut again (same old epoch), but the
+    next request waits exactly until it has passed, not until a slot of the cut rate's grid."""
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        limiter = AdaptiveLimiter(per_minute=600, clock=loop.time)
+        first = await limiter.acquire()
+        second = await limiter.acquire()
+        await asyncio.sleep(0.05)
+        limiter.throttled(None, sent_in=first)
+        await asyncio.sleep(0.05)
+        limiter.throttled(3.05, sent_in=second)
+        assert (limiter.decreases, limiter.throttled_count) == (1, 2)
+        await limiter.acquire()
+        return loop.time()
+
+    assert run_virtual(scenario()) == pytest.approx(0.2 + 3.05)
 
 
 def test_successes_restore_the_rate_up_to_the_ceiling_and_never_past_it() -> None:
