@@ -87,10 +87,16 @@ class Held:
     arrived: threading.Event = field(default_factory=threading.Event)  # the first one is held
     released: threading.Event = field(default_factory=threading.Event)  # all `times` served or dropped
     abandoned: bool = False  # set by Faults.reset(): drop rather than serve into the next test
+    go: threading.Event = field(default_factory=threading.Event)  # set by serve(): end the hold now
     _done: int = 0
 
     def matches(self, method: str, raw_path: str, path: str) -> bool:
         return _matches(self.method, self.path_contains, method, raw_path, path)
+
+    def serve(self) -> None:
+        """End the hold now: what is held is served at once, and so is any later matching request.
+        A test that has done what it held the request for goes on without waiting out `seconds`."""
+        self.go.set()
 
 
 @dataclass(frozen=True, slots=True)
