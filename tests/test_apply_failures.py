@@ -9,6 +9,7 @@ emulator for one digest, and every test asserts the registry's state afterwards.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import pytest
@@ -174,3 +175,101 @@ def test_the_locks_go_back_when_the_delete_after_an_unlock_fails(
     # Unlocked once (manifest, tag), locked again once (manifest, tag): nothing else was changed.
     assert emulator.counters.count("patch_manifest", status=200) == 2
     assert emulator.counters.count("patch_tag", status=200) == 2
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_lock_that_cannot_be_put_back_is_reported_and_logged(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The DELETE after the unlock fails for good, and so does putting the tag's lock back (its
+    unlock went through; every PATCH of it after that answers 500). The manifest's locks are back;
+    the tag's is not, and the report's error and an error event say which lock and why."""
+    digest = locked_image(client)
+    fail_every_delete_of(emulator, digest)
+    emulator.faults.script(
+        status=500, method="PATCH", path_contains="_tags/pr-1", skip=1, times=50, retry_after=0.001
+    )
+
+    code, outcomes, err = apply(
+        emulator, tmp_path, capsys, "--policy", str(write_policy(tmp_path, INCLUDE_LOCKED))
+    )
+
+    assert code == 1, err
+    assert locks(emulator, digest) == (False, False, True)
+    assert outcomes[digest]["outcome"] == "failed"
+    assert outcomes[digest]["error"] == (
+        f"{INTERNAL_ERROR}; its locks could not all be restored (tag pr-1: {INTERNAL_ERROR})"
+    )
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    (event,) = [e for e in events if e["event"] == "lock_not_restored"]
+    assert (event["level"], event["repository"], event["digest"]) == ("error", "app", digest)
+    assert event["errors"] == [f"tag pr-1: {INTERNAL_ERROR}"]
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_tag_lock_is_set_on_its_own_tag_beside_a_locked_one(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """release-1 shares its manifest with the tag pinned, already delete-locked: locking release-1
+    compares against release-1's own flags, not another tag's, and sends the change."""
+    digest = pushes.push_image(client, "app", tag="release-1")
+    pushes.add_tag(client, "app", digest, "pinned")
+    pushes.set_tag_locks(client, "app", "pinned", can_delete=False)
+
+    code, outcomes, err = apply(
+        emulator, tmp_path, capsys, "--policy", str(write_policy(tmp_path, LOCK_RELEASES))
+    )
+
+    assert code == 0, err
+    manifest = state(emulator)[digest]
+    assert {t.name: t.can_delete for t in manifest.tags} == {"pinned": False, "release-1": False}
+    assert outcomes[f"release-1@{digest}"]["outcome"] == "done"
+    assert outcomes[f"release-1@{digest}"]["detail"] is None
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_lock_someone_else_set_meanwhile_is_not_sent_again(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Between plan and apply a colleague locks release-1's manifest by hand: the planned change
+    is already made, so apply sends nothing for it and says so; the tag's lock is still sent."""
+    digest = pushes.push_image(client, "app", tag="release-1")
+    saved = save_plan(emulator, write_policy(tmp_path, LOCK_RELEASES), tmp_path, capsys)
+    pushes.set_locks(client, "app", digest, can_delete=False)
+    emulator.counters.reset()  # count only what apply sends
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 0, err
+    manifest = state(emulator)[digest]
+    assert (manifest.can_delete, [t.can_delete for t in manifest.tags]) == (False, [False])
+    assert outcomes[digest]["outcome"] == "done"
+    assert outcomes[digest]["detail"] == "already as planned"
+    assert emulator.counters.count("patch_manifest") == 0
+    assert emulator.counters.count("patch_tag", status=200) == 1
+    assert "0 manifests deleted (≤ 0 B freed, upper bound), 2 property changes" in err
+
+
+@pytest.mark.usefixtures("credential")
+def test_an_unlock_that_fails_half_way_deletes_nothing_and_relocks_only_what_it_opened(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The manifest's unlock goes through, the tag's keeps failing (500): no DELETE is sent, the
+    manifest is locked again, and the tag, never unlocked, is left alone."""
+    digest = locked_image(client)
+    emulator.faults.script(
+        status=500, method="PATCH", path_contains="_tags/pr-1", times=50, retry_after=0.001
+    )
+    emulator.counters.reset()  # count only what apply sends
+
+    code, outcomes, err = apply(
+        emulator, tmp_path, capsys, "--policy", str(write_policy(tmp_path, INCLUDE_LOCKED))
+    )
+
+    assert code == 1, err
+    assert locks(emulator, digest) == (False, False, False)
+    assert outcomes[digest]["outcome"] == "failed"
+    assert outcomes[digest]["error"] == INTERNAL_ERROR + "; the locks it had were restored"
+    assert emulator.counters.count("delete_manifest") == 0
+    assert emulator.counters.count("patch_manifest", status=200) == 2  # unlocked, locked again
+    assert emulator.counters.count("patch_tag", status=500) == 6  # the unlock's attempts only

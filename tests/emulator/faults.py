@@ -68,6 +68,8 @@ class Scripted:
     fired: int = 0
     message: str | None = None  # the error body's message; see Faults.script
     reason: str | None = None  # the HTTP reason phrase; see Faults.script
+    skip: int = 0  # matching requests let through before the fault starts firing
+    skipped: int = 0
 
     def matches(self, method: str, raw_path: str, path: str) -> bool:
         return _matches(self.method, self.path_contains, method, raw_path, path)
@@ -195,6 +197,7 @@ class Faults:
         after: bool = False,
         message: str | None = None,
         reason: str | None = None,
+        skip: int = 0,
     ) -> Scripted:
         """A fault for the next `times` matching requests. `after=True` lets the operation happen
         and then loses its answer (a delete that succeeded but whose 202 never arrived).
@@ -202,9 +205,18 @@ class Faults:
         (which the SDK quotes in its errors: "Operation returned an invalid status '<reason>'");
         `{authorization}`, `{query}` and `{body}` in them become the request's Authorization header,
         query string and body (one line), as a careless registry or proxy echoes what it was sent,
-        credentials included."""
+        credentials included. `skip` lets the first `skip` matching requests through untouched
+        (the unlock of a tag passes, its lock after a failed delete fails)."""
         scripted = Scripted(
-            status, method, path_contains, times, retry_after, after, message=message, reason=reason
+            status,
+            method,
+            path_contains,
+            times,
+            retry_after,
+            after,
+            message=message,
+            reason=reason,
+            skip=skip,
         )
         with self._lock:
             self._scripts.append(scripted)
@@ -264,6 +276,9 @@ class Faults:
             for scripted in self._scripts:
                 live = scripted.after == after and scripted.fired < scripted.times
                 if live and scripted.matches(method, raw_path, path):
+                    if scripted.skipped < scripted.skip:
+                        scripted.skipped += 1
+                        continue
                     scripted.fired += 1
                     return Fault(
                         scripted.status, scripted.retry_after, "SCRIPTED", scripted.message, scripted.reason
