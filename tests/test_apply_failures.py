@@ -178,32 +178,34 @@ def test_the_locks_go_back_when_the_delete_after_an_unlock_fails(
 
 
 @pytest.mark.usefixtures("credential")
-def test_a_lock_that_cannot_be_put_back_is_reported_and_logged(
+def test_locks_that_cannot_be_put_back_are_reported_and_logged(
     emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The DELETE after the unlock fails for good, and so does putting the tag's lock back (its
-    unlock went through; every PATCH of it after that answers 500). The manifest's locks are back;
-    the tag's is not, and the report's error and an error event say which lock and why."""
+    """The DELETE after the unlock fails for good, and so does putting the locks back (the
+    unlocks went through; every PATCH after them answers 500). The image stays, unlocked, and the
+    report's error and an error event say which locks could not be restored, and why."""
     digest = locked_image(client)
     fail_every_delete_of(emulator, digest)
-    emulator.faults.script(
-        status=500, method="PATCH", path_contains="_tags/pr-1", skip=1, times=50, retry_after=0.001
-    )
+    for path in (digest.split(":")[1], "_tags/pr-1"):
+        emulator.faults.script(
+            status=500, method="PATCH", path_contains=path, skip=1, times=50, retry_after=0.001
+        )
 
     code, outcomes, err = apply(
         emulator, tmp_path, capsys, "--policy", str(write_policy(tmp_path, INCLUDE_LOCKED))
     )
 
     assert code == 1, err
-    assert locks(emulator, digest) == (False, False, True)
+    assert locks(emulator, digest) == (True, True, True)
     assert outcomes[digest]["outcome"] == "failed"
+    failures = [f"manifest: {INTERNAL_ERROR}", f"tag pr-1: {INTERNAL_ERROR}"]
     assert outcomes[digest]["error"] == (
-        f"{INTERNAL_ERROR}; its locks could not all be restored (tag pr-1: {INTERNAL_ERROR})"
+        f"{INTERNAL_ERROR}; its locks could not all be restored ({'; '.join(failures)})"
     )
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     (event,) = [e for e in events if e["event"] == "lock_not_restored"]
     assert (event["level"], event["repository"], event["digest"]) == ("error", "app", digest)
-    assert event["errors"] == [f"tag pr-1: {INTERNAL_ERROR}"]
+    assert event["errors"] == failures
 
 
 @pytest.mark.usefixtures("credential")
