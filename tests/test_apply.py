@@ -327,7 +327,13 @@ def test_access_denied_stops_the_run_at_once(
     assert {m.digest for r in emulator.dump().repositories for m in r.manifests} == {
         m.digest for r in before.repositories for m in r.manifests
     }
-    assert all(r["outcome"] in ("failed", "skipped") for r in records(report.read_text()))
+    outcomes = records(report.read_text())
+    assert all(r["outcome"] in ("failed", "skipped") for r in outcomes)
+    # Skipped: a child of a refused delete, or an action the refusal stopped before it started.
+    stopped = {
+        r["detail"] for r in outcomes if r["outcome"] == "skipped" and not r["detail"].startswith("parent ")
+    }
+    assert stopped == {"stopped: access denied"}
 
 
 def held_mid_plan(emulator: Emulator, plan: Plan) -> tuple[Held, list[str]]:

@@ -8,6 +8,8 @@ the emulator holds apply's request, the colleague acts, and only then is the req
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,7 +20,15 @@ import pytest
 from retention.timefmt import parse_time
 from tests import pushes
 from tests.test_apply_failures import INTERNAL_ERROR, LOCK_RELEASES, client
-from tests.test_apply_safety import INCLUDE_LOCKED, PRUNE_PR, apply, locked_image, state, write_policy
+from tests.test_apply_safety import (
+    INCLUDE_LOCKED,
+    PRUNE_PR,
+    apply,
+    locked_image,
+    save_plan,
+    state,
+    write_policy,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -223,3 +233,57 @@ def test_a_property_change_the_registry_keeps_failing_is_reported(
     assert outcomes[digest]["outcome"] == "failed"
     assert outcomes[digest]["error"] == INTERNAL_ERROR
     assert outcomes[f"release-1@{digest}"]["outcome"] == "done"
+
+
+@pytest.mark.usefixtures("credential")
+def test_sigint_in_this_process_skips_what_had_not_started(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C while a DELETE in repository a-first is held: it finishes, b-later never starts,
+    every action has its line, exit 130. In this process, so that mutation testing sees it."""
+    first = pushes.push_image(client, "a-first", tag="pr-1", salt="a")
+    later = pushes.push_image(client, "b-later", tag="pr-1", salt="b")
+    held = emulator.faults.hold(method="DELETE", path_contains=first.split(":")[1], seconds=600)
+
+    def ctrl_c() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # handled by apply's loop, which is waiting for the DELETE
+
+    with meanwhile(held, ctrl_c):
+        code, outcomes, err = apply(
+            emulator,
+            tmp_path,
+            capsys,
+            "--policy",
+            str(write_policy(tmp_path, PRUNE_PR)),
+            "--concurrency",
+            "1",
+        )
+
+    assert code == 130, err
+    assert "acr-retention: stopped by SIGINT; the report lists what ran" in err
+    assert (outcomes[first]["outcome"], outcomes[first]["detail"]) == ("done", None)
+    assert (outcomes[later]["outcome"], outcomes[later]["detail"]) == (
+        "skipped",
+        "interrupted before it started",
+    )
+    assert {r.name for r in emulator.dump().repositories} == {"b-later"}
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_repository_that_cannot_be_listed_before_acting_fails_its_actions(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The saved plan's repository cannot be listed again (every listing answers 500): nothing
+    there is done blind; each of its actions fails with why."""
+    digest = pushes.push_image(client, "app", tag="pr-1")
+    saved = save_plan(emulator, write_policy(tmp_path, PRUNE_PR), tmp_path, capsys)
+    emulator.faults.script(
+        status=500, method="GET", path_contains="/app/_manifests", times=50, retry_after=0.001
+    )
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 1, err
+    assert digest in state(emulator)
+    assert outcomes[digest]["outcome"] == "failed"
+    assert outcomes[digest]["error"] == f"could not read the repository before acting: {INTERNAL_ERROR}"
