@@ -213,6 +213,7 @@ def test_drift_between_plan_and_apply_is_skipped(
     for record in by_digest.values():
         if record["cascade_from"] in (tagged["digest"], locked["digest"]):
             assert record["outcome"] == "skipped"
+            assert record["detail"] == f"parent {record['cascade_from']} was not deleted (drifted)"
             assert record["digest"] in remaining
 
 
@@ -328,6 +329,12 @@ def test_access_denied_stops_the_run_at_once(
         m.digest for r in before.repositories for m in r.manifests
     }
     outcomes = records(report.read_text())
+    # Every planned action has exactly one line, those of repositories still running when the
+    # refusal came included: the run waits for them before it accounts for the rest.
+    planned = offline_plan(before).actions
+    assert sorted((r["digest"], r.get("tag", "")) for r in outcomes) == sorted(
+        (a.digest, getattr(a, "tag", "")) for a in planned
+    )
     assert all(r["outcome"] in ("failed", "skipped") for r in outcomes)
     # Skipped: a child of a refused delete, or an action the refusal stopped before it started.
     stopped = {
