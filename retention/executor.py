@@ -165,6 +165,10 @@ class Execution:
                 if exc.retry_after is None:
                     # Jittered exponential backoff: workers failing together retry apart.
                     await self.limits.sleep(self.limits.backoff_s * 2**attempt * random.uniform(0.5, 1.0))  # noqa: S311
+                elif exc.status != 429:  # noqa: PLR2004
+                    # A 5xx saying when to come back: a 429's Retry-After is the limiter's pause for
+                    # every worker, this one is for this request only.
+                    await self.limits.sleep(exc.retry_after)
                 continue
             limiter.succeeded(sent_in=epoch)
             return result

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import io
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 from retention.apply import Progress
-from retention.executor import Outcome, Record
+from retention.errors import WriteFailedError
+from retention.executor import Execution, Limits, Outcome, Record
 from retention.plan import DeleteManifest
-from retention.ratelimit import AdaptiveLimiter
+from retention.ratelimit import AdaptiveLimiter, OperationClass
 from tests.builders import NOW
 from tests.ratesim import run_virtual, simulate
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from retention.executor import Writer
+    from retention.policy import Policy
 
 
 class FakeClock:
@@ -246,3 +254,86 @@ def test_progress_is_one_line_on_a_terminal_and_nothing_elsewhere() -> None:
     assert pipe.getvalue() == ""
     last = terminal.getvalue().rstrip("\n").split("\r")[-1]
     assert last == "[" + "#" * 30 + "] 2/2  1 done, 1 failed\x1b[K"
+
+
+def execution_with(limiter: AdaptiveLimiter, **limits: Any) -> Execution:
+    """An Execution whose `attempt` is all that runs: it touches neither writer nor policy."""
+    return Execution(
+        writer=cast("Writer", None),
+        limits=Limits(limiters={OperationClass.DELETE: limiter}, **limits),
+        report=lambda _record: None,
+        stop=asyncio.Event(),
+        policy=cast("Policy", None),
+    )
+
+
+def failing(times: int, error: WriteFailedError, sent: list[float]) -> Callable[[], Awaitable[bool]]:
+    """A registry call that fails `times` times with `error`, then succeeds; notes when each went."""
+    answers = [error] * times
+
+    async def call() -> bool:
+        sent.append(asyncio.get_running_loop().time())
+        if answers:
+            raise answers.pop()
+        return True
+
+    return call
+
+
+def test_a_429s_retry_after_holds_its_retry_and_every_other_request() -> None:
+    """Two deletes at 600/min; the first is answered 429 with Retry-After 2 s. Neither the other
+    delete nor the retry goes out before 2 s, and then at the cut rate (60/420 s apart)."""
+
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        execution = execution_with(AdaptiveLimiter(per_minute=600, clock=loop.time), concurrency=2)
+        sent: list[float] = []
+        throttled = WriteFailedError("429", status=429, retryable=True, retry_after=2.0)
+        await asyncio.gather(
+            execution.attempt(OperationClass.DELETE, failing(1, throttled, sent)),
+            execution.attempt(OperationClass.DELETE, failing(0, throttled, sent)),
+        )
+        return sent
+
+    assert run_virtual(scenario()) == pytest.approx([0.0, 2.0, 2.0 + 60 / 420])
+
+
+def test_transient_failures_back_off_exponentially_with_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """5xx without Retry-After: 0.5 s, 1 s, 2 s, each times a jitter drawn from [0.5, 1] (its
+    midpoint here); the fourth attempt succeeds."""
+    drawn: list[tuple[float, float]] = []
+
+    def midpoint(low: float, high: float) -> float:
+        drawn.append((low, high))
+        return (low + high) / 2
+
+    monkeypatch.setattr("retention.executor.random.uniform", midpoint)
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    async def scenario() -> bool:
+        loop = asyncio.get_running_loop()
+        execution = execution_with(AdaptiveLimiter(per_minute=600, clock=loop.time), sleep=sleep)
+        error = WriteFailedError("500", status=500, retryable=True)
+        return bool(await execution.attempt(OperationClass.DELETE, failing(3, error, [])))
+
+    assert run_virtual(scenario()) is True
+    assert sleeps == pytest.approx([0.375, 0.75, 1.5])
+    assert drawn == [(0.5, 1.0)] * 3
+
+
+def test_a_5xx_with_retry_after_is_retried_when_it_says() -> None:
+    """A 503 with Retry-After 1.5 s: the retry waits exactly that long, instead of a backoff of
+    its own or (as before this test) no wait at all beyond the next slot."""
+
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        execution = execution_with(AdaptiveLimiter(per_minute=600, clock=loop.time))
+        sent: list[float] = []
+        busy = WriteFailedError("503", status=503, retryable=True, retry_after=1.5)
+        await execution.attempt(OperationClass.DELETE, failing(1, busy, sent))
+        return sent
+
+    assert run_virtual(scenario()) == pytest.approx([0.0, 1.5])
