@@ -337,3 +337,34 @@ def test_a_5xx_with_retry_after_is_retried_when_it_says() -> None:
         return sent
 
     assert run_virtual(scenario()) == pytest.approx([0.0, 1.5])
+
+
+def test_a_success_sent_before_a_cut_does_not_raise_the_cut_rate() -> None:
+    """Two deletes in flight at 600/min: the first is answered 429 (the rate is cut to 420), the
+    second, sent at the old rate, succeeds afterwards. That success says nothing about the new
+    rate: it stays 420, where the next success sent at it would raise it."""
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        limiter = AdaptiveLimiter(per_minute=600, clock=loop.time)
+        execution = execution_with(limiter, concurrency=2)
+        throttled = WriteFailedError("429", status=429, retryable=False)
+
+        async def refused() -> bool:  # sent at 0 s, its 429 back at 0.2 s
+            await asyncio.sleep(0.2)
+            raise throttled
+
+        async def slow_success() -> bool:  # sent at 0.1 s, at the old rate; back at 0.6 s
+            await asyncio.sleep(0.5)
+            return True
+
+        results = await asyncio.gather(
+            execution.attempt(OperationClass.DELETE, refused),
+            execution.attempt(OperationClass.DELETE, slow_success),
+            return_exceptions=True,
+        )
+        assert results[0] is throttled
+        assert results[1] is True
+        return limiter.per_minute
+
+    assert run_virtual(scenario()) == pytest.approx(420)
