@@ -287,3 +287,60 @@ def test_a_repository_that_cannot_be_listed_before_acting_fails_its_actions(
     assert digest in state(emulator)
     assert outcomes[digest]["outcome"] == "failed"
     assert outcomes[digest]["error"] == f"could not read the repository before acting: {INTERNAL_ERROR}"
+
+
+LOCK_OLD_UNTAGGED = """
+version: 1
+rules:
+  - {name: lock-old-untagged, action: lock, tag_state: untagged, older_than: 30d, set: {delete_enabled: false}}
+"""
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_lock_a_plan_made_now_would_not_make_is_drift(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan locks an old untagged image. A release index listing it is pushed meanwhile: it
+    is now a child of a tagged index, no image, and a plan made now locks nothing. Its tags did
+    not change, but the lock is drift, and is not sent."""
+    digest = pushes.push_image(client, "app", salt="old")
+    saved = save_plan(emulator, write_policy(tmp_path, LOCK_OLD_UNTAGGED), tmp_path, capsys)
+    index = pushes.push_index(client, "app", [digest], tag="release-1")
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 0, err
+    assert set(state(emulator)) == {digest, index}
+    assert state(emulator)[digest].can_delete is True
+    assert outcomes[digest]["outcome"] == "drifted"
+    assert outcomes[digest]["detail"] == (
+        "the repository changed since the plan, and a plan of it now changes nothing here"
+    )
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_referrer_locked_after_the_plan_holds_its_whole_chain(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pr-1 has an SBOM, which has a signature; the plan deletes all three (the registry deletes
+    referrers with their subject). The signature is locked meanwhile, so it stays; then the SBOM
+    must stay (deleting it would take the signature along), and so must pr-1: drift runs up the
+    chain, however many steps it has."""
+    image = pushes.push_image(client, "app", tag="pr-1", salt="1")
+    sbom = pushes.push_referrer(client, "app", image, salt="sbom")
+    signature = pushes.push_referrer(
+        client, "app", sbom, artifact_type="application/vnd.cncf.notary.signature"
+    )
+    saved = save_plan(emulator, write_policy(tmp_path, PRUNE_PR), tmp_path, capsys)
+    pushes.set_locks(client, "app", signature, can_delete=False)
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 0, err
+    assert set(state(emulator)) == {image, sbom, signature}
+    assert {d: outcomes[d]["outcome"] for d in (image, sbom, signature)} == dict.fromkeys(
+        (image, sbom, signature), "drifted"
+    )
+    assert outcomes[image]["detail"] == (
+        f"its referrer {sbom} stays, and the registry deletes referrers with their subject"
+    )
