@@ -336,6 +336,8 @@ async def _run(
             stderr.flush()
             os._exit(EXIT_INTERRUPTED[signal.SIGINT])
         seen.append(signum)
+        if execution is not None:
+            execution.stopped_because = f"stopped by {name} before it was sent"
         stop.set()
         waiting = execution.in_flight if execution is not None else 0
         stderr.write(

@@ -149,6 +149,8 @@ class Execution:
     in_use: InUse | None = None
     records: list[Record] = field(default_factory=list)
     in_flight: int = 0  # requests sent and not yet answered
+    # What an action the stop kept from being sent is reported with (a signal, access denied).
+    stopped_because: str = STOPPED
     _slots: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -209,6 +211,10 @@ class Execution:
                 if exc.retry_after is None:
                     # Jittered exponential backoff: workers failing together retry apart.
                     await self.limits.sleep(self.limits.backoff_s * 2**attempt * random.uniform(0.5, 1.0))  # noqa: S311
+                elif exc.status != 429:  # noqa: PLR2004
+                    # A 5xx saying when to come back: a 429's Retry-After is the limiter's pause for
+                    # every worker, this one is for this request only.
+                    await self.limits.sleep(exc.retry_after)
                 continue
             limiter.succeeded(sent_in=epoch)
             return result
@@ -245,6 +251,7 @@ async def execute(plan: Plan, execution: Execution) -> list[Record]:
     try:
         await asyncio.gather(*tasks)
     except AccessDeniedError:
+        execution.stopped_because = "stopped: access denied"
         execution.stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         _skip_unrecorded(plan, execution, "stopped: access denied")
@@ -394,7 +401,9 @@ async def _delete(action: DeleteManifest, manifest: Manifest, gone: set[str], ru
             OperationClass.DELETE, lambda: writer.delete_manifest(action.repository, action.digest)
         )
     except StoppedError:
-        run.record(action, Outcome.SKIPPED, STOPPED + await _relock(action, manifest, unlocked, run))
+        run.record(
+            action, Outcome.SKIPPED, run.stopped_because + await _relock(action, manifest, unlocked, run)
+        )
         return False
     except (WriteFailedError, AccessDeniedError) as exc:
         detail = str(exc) + await _relock(action, manifest, unlocked, run)
@@ -490,7 +499,9 @@ async def _untag(action: DeleteTag, manifests: dict[str, Manifest], run: Executi
             OperationClass.DELETE, lambda: writer.delete_tag(action.repository, action.tag)
         )
     except StoppedError:
-        run.record(action, Outcome.SKIPPED, STOPPED + await _relock_tag(action, blocking, unlocked, run))
+        run.record(
+            action, Outcome.SKIPPED, run.stopped_because + await _relock_tag(action, blocking, unlocked, run)
+        )
         return
     except (WriteFailedError, AccessDeniedError) as exc:
         detail = str(exc) + await _relock_tag(action, blocking, unlocked, run)
@@ -555,7 +566,7 @@ async def _set(
     try:
         changed = await run.attempt(OperationClass.WRITE, call)
     except StoppedError:
-        run.record(action, Outcome.SKIPPED, STOPPED)
+        run.record(action, Outcome.SKIPPED, run.stopped_because)
         return
     except WriteFailedError as exc:
         run.record(action, Outcome.FAILED, str(exc))

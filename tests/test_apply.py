@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import requests
 from azure.containerregistry import ContainerRegistryClient
 
@@ -26,9 +27,8 @@ from tests.conftest import run_cli
 from tests.emulator import FakeCredential
 
 if TYPE_CHECKING:
-    import pytest
-
     from tests.emulator import Emulator
+    from tests.emulator.faults import Held
 
 EXAMPLE = "examples/snapshot.json"
 POLICY = "policies/combined"
@@ -213,6 +213,7 @@ def test_drift_between_plan_and_apply_is_skipped(
     for record in by_digest.values():
         if record["cascade_from"] in (tagged["digest"], locked["digest"]):
             assert record["outcome"] == "skipped"
+            assert record["detail"] == f"parent {record['cascade_from']} was not deleted (drifted)"
             assert record["digest"] in remaining
 
 
@@ -327,36 +328,84 @@ def test_access_denied_stops_the_run_at_once(
     assert {m.digest for r in emulator.dump().repositories for m in r.manifests} == {
         m.digest for r in before.repositories for m in r.manifests
     }
-    assert all(r["outcome"] in ("failed", "skipped") for r in records(report.read_text()))
+    outcomes = records(report.read_text())
+    # Every planned action has exactly one line, those of repositories still running when the
+    # refusal came included: the run waits for them before it accounts for the rest.
+    planned = offline_plan(before).actions
+    assert sorted((r["digest"], r.get("tag", "")) for r in outcomes) == sorted(
+        (a.digest, getattr(a, "tag", "")) for a in planned
+    )
+    assert all(r["outcome"] in ("failed", "skipped") for r in outcomes)
+    # Skipped: a child of a refused delete, or an action the refusal stopped before it started.
+    stopped = {
+        r["detail"] for r in outcomes if r["outcome"] == "skipped" and not r["detail"].startswith("parent ")
+    }
+    assert stopped == {"stopped: access denied"}
 
 
-def test_kill_9_mid_run_then_a_second_run_converges(emulator: Emulator, tmp_path: Path) -> None:
-    """A run killed with SIGKILL half-way leaves a consistent registry; the next run finishes the job."""
-    emulator.seed_file(EXAMPLE, content_addressed=True)
-    before = emulator.dump()
-    plan = offline_plan(before)
-    emulator.faults.latency_ms = 40
-    env = {**os.environ, registry.ACCESS_TOKEN_VARIABLE: "aad-token", "SSL_CERT_FILE": emulator.ca_file}
-    command = [
+def held_mid_plan(emulator: Emulator, plan: Plan) -> tuple[Held, list[str]]:
+    """Hold the DELETE of shop/api's first planned manifest (for up to 10 minutes), the point at
+    which a run with --concurrency 1 has finished base/python and sandbox/alice/scratch and
+    started nothing else; returns the hold and the repositories done by then."""
+    target = next(
+        a.digest
+        for a in plan.actions
+        if isinstance(a, DeleteManifest) and a.repository == "shop/api" and not a.after
+    )
+    before = sorted({a.repository for a in plan.actions if a.repository < "shop/api"})
+    assert before == ["base/python", "sandbox/alice/scratch"]
+    return emulator.faults.hold(method="DELETE", path_contains=target.split(":")[1], seconds=600), before
+
+
+def apply_in_a_process(emulator: Emulator, *extra: str) -> list[str]:
+    """The command line of `apply --policy` in a process of its own, one request at a time
+    (--concurrency 1), so that a held request holds the whole run."""
+    return [
         sys.executable,
         "-m",
         "retention",
-        *apply_args(emulator, "--policy", POLICY, "--yes", "--concurrency", "2"),
+        *apply_args(emulator, "--policy", POLICY, "--yes", "--concurrency", "1", *extra),
     ]
+
+
+def process_environment(emulator: Emulator, env: dict[str, str] | None = None) -> dict[str, str]:
+    return {
+        **os.environ,
+        registry.ACCESS_TOKEN_VARIABLE: "aad-token",
+        "SSL_CERT_FILE": emulator.ca_file,
+        **(env or {}),
+    }
+
+
+def test_kill_9_mid_run_then_a_second_run_converges(emulator: Emulator, tmp_path: Path) -> None:
+    """A run killed with SIGKILL half-way leaves a consistent registry; the next run finishes the job.
+
+    The kill lands at a known point, not after some time: while the registry holds the run's
+    DELETE of shop/api's first manifest, with two repositories done and two not started."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    before = emulator.dump()
+    plan = offline_plan(before)
+    held, done_by_then = held_mid_plan(emulator, plan)
+    env = process_environment(emulator)
     report = tmp_path / "first.jsonl"
-    with report.open("w") as out:
-        first = subprocess.Popen(
-            [*command, "--report", str(report)], stdout=out, stderr=subprocess.DEVNULL, env=env
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(report.read_text().splitlines()) < 10:
-            time.sleep(0.05)
+    first = subprocess.Popen(
+        [*apply_in_a_process(emulator), "--report", str(report)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        assert held.arrived.wait(60)
+    finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    done = len(report.read_text().splitlines())
-    assert 10 <= done < len(plan.actions)
-    emulator.faults.latency_ms = 0
-    second = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    emulator.faults.reset()  # the held DELETE is dropped: its client is gone
+    outcomes = records(report.read_text())
+    assert sorted({r["repository"] for r in outcomes}) == done_by_then
+    assert len(outcomes) == sum(a.repository in done_by_then for a in plan.actions)
+    second = subprocess.run(
+        apply_in_a_process(emulator), capture_output=True, text=True, env=env, check=False
+    )
     assert second.returncode == 0, second.stderr
     assert all(r["outcome"] in ("done", "already-gone") for r in records(second.stdout))
     got, want = comparable(emulator.dump().repositories), comparable(expected_after(before, plan))
@@ -365,18 +414,33 @@ def test_kill_9_mid_run_then_a_second_run_converges(emulator: Emulator, tmp_path
     assert flat_got == flat_want, (sorted(flat_got - flat_want), sorted(flat_want - flat_got))
 
 
-def test_sigterm_stops_new_actions_and_reports_every_one(emulator: Emulator, tmp_path: Path) -> None:
-    """A CronJob deadline (SIGTERM): in-flight actions finish, the rest are reported skipped, exit 143."""
+@pytest.mark.parametrize(
+    ("signum", "exit_code"),
+    [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
+    ids=["SIGTERM (a CronJob deadline)", "SIGINT (Ctrl-C)"],
+)
+def test_a_signal_stops_new_actions_and_reports_every_one(
+    emulator: Emulator, tmp_path: Path, signum: signal.Signals, exit_code: int
+) -> None:
+    """In-flight actions finish, the rest are reported skipped; exit 128 + the signal's number."""
     emulator.seed_file(EXAMPLE, content_addressed=True)
     plan = offline_plan(emulator.dump())
     report = tmp_path / "report.jsonl"
-    code, err = apply_until_sigterm(emulator, report)
-    assert code == 143, err
-    assert "stopped by SIGTERM" in err
+    code, err = apply_until_signal(emulator, report, signum)
+    assert code == exit_code, err
+    assert f"stopped by {signum.name}; the report lists what ran" in err
     outcomes = records(report.read_text())
     assert len(outcomes) == len(plan.actions)
-    assert {r["outcome"] for r in outcomes} <= {"done", "already-gone", "skipped"}
-    assert any(r["outcome"] == "skipped" for r in outcomes)
+    by_repository: dict[str, set[str]] = {}
+    for record in outcomes:
+        by_repository.setdefault(record["repository"], set()).add(record["outcome"])
+    # Done before the signal; in flight when it came (shop/api's first level); never started.
+    assert by_repository["base/python"] <= {"done", "already-gone"}
+    assert by_repository["sandbox/alice/scratch"] == {"done"}
+    assert "skipped" in by_repository["shop/api"]
+    not_started = [r for r in outcomes if r["repository"] == "shop/web"]
+    assert {r["detail"] for r in not_started} == {"interrupted before it started"}
+    assert f"0 failed, {sum(r['outcome'] == 'skipped' for r in outcomes)} skipped" in err
     # Whatever was cut short, no surviving index lists a manifest that is gone.
     state = emulator.dump()
     for repository in state.repositories:
@@ -420,30 +484,33 @@ def test_a_tampered_saved_plan_is_refused_by_apply(
 def apply_until_sigterm(
     emulator: Emulator, report: Path, env: dict[str, str] | None = None
 ) -> tuple[int, str]:
-    """`apply --policy` in a process of its own, sent SIGTERM once five actions are reported.
+    """`apply --policy` in a process of its own, sent SIGTERM half-way; exit code and stderr."""
+    return apply_until_signal(emulator, report, signal.SIGTERM, env)
 
-    40 ms per request keeps the run going long enough to be interrupted half-way. Returns the
-    exit code and stderr.
+
+def apply_until_signal(
+    emulator: Emulator, report: Path, signum: signal.Signals, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """`apply --policy` in a process of its own, sent `signum` while the registry holds its DELETE
+    of shop/api's first manifest (two repositories done, two not started). Returns the exit code
+    and stderr.
+
+    The held request is served right after the signal is sent: the signal is pending on the
+    process before the answer leaves the emulator, and its handler runs before the executor can
+    see that answer, so the run stops at this point however loaded the machine is.
     """
-    emulator.faults.latency_ms = 40
-    command = [
-        sys.executable,
-        "-m",
-        "retention",
-        *apply_args(emulator, "--policy", POLICY, "--yes", "--concurrency", "2", "--report", str(report)),
-    ]
-    environment = {
-        **os.environ,
-        registry.ACCESS_TOKEN_VARIABLE: "aad-token",
-        "SSL_CERT_FILE": emulator.ca_file,
-        **(env or {}),
-    }
+    held, _ = held_mid_plan(emulator, offline_plan(emulator.dump()))
     job = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment, text=True
+        [*apply_in_a_process(emulator), "--report", str(report)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=process_environment(emulator, env),
+        text=True,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not report.exists() or len(report.read_text().splitlines()) < 5):
-        time.sleep(0.05)
-    job.send_signal(signal.SIGTERM)
+    try:
+        assert held.arrived.wait(60), job.communicate(timeout=5)[1]
+        job.send_signal(signum)
+    finally:
+        held.serve()
     _, err = job.communicate(timeout=60)
     return job.returncode, err

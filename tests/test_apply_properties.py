@@ -160,6 +160,12 @@ def present(emulator: Emulator) -> dict[str, Manifest]:
     return {m.digest: m for r in emulator.dump().repositories for m in r.manifests}
 
 
+def moves_a_write_locked_tag(now: dict[str, Manifest], tag: str | None) -> bool:
+    """Whether pushing `tag` would move a tag whose write_enabled is false: ACR refuses that push
+    (405), so the colleague's pipeline fails and the registry stays as it was; skipped here."""
+    return any(t.name == tag and not t.can_write for m in now.values() for t in m.tags)
+
+
 def change_registry(client: ContainerRegistryClient, emulator: Emulator, wanted: list[Change]) -> None:
     """What a pipeline or a colleague does between the plan and its apply."""
     for change in wanted:
@@ -168,14 +174,15 @@ def change_registry(client: ContainerRegistryClient, emulator: Emulator, wanted:
             return
         targets = [digests[t % len(digests)] for t in change.targets]
         now = present(emulator)
+        tag = change.name if change.name.startswith(("v", "keep")) else None
         if change.kind == "index":
-            pushes.push_index(
-                client, "app", targets, tag=change.name if change.name.startswith(("v", "keep")) else None
-            )
+            if not moves_a_write_locked_tag(now, tag):
+                pushes.push_index(client, "app", targets, tag=tag)
         elif change.kind == "referrer":
             pushes.push_referrer(client, "app", targets[0], salt=change.name + targets[0])
         elif change.kind == "tag":
-            pushes.add_tag(client, "app", targets[0], change.name)
+            if not moves_a_write_locked_tag(now, change.name):
+                pushes.add_tag(client, "app", targets[0], change.name)
         elif change.kind == "lock-manifest":
             pushes.set_locks(client, "app", targets[0], can_delete=False)
         else:

@@ -238,6 +238,29 @@ def test_a_held_request_waits_while_others_are_served_then_is_served(emulator: E
     assert emulator.counters.count("delete_manifest") == 4
 
 
+def test_serve_ends_a_hold_before_its_time(emulator: Emulator) -> None:
+    """A test that has done what it held a request for releases it: served, not dropped."""
+    seed(emulator)
+    held = emulator.faults.hold(method="DELETE", path_contains=f"sha256:{1:064x}", seconds=600)
+
+    def delete() -> None:
+        with sdk(emulator) as client:
+            client.delete_manifest("app", f"sha256:{1:064x}")
+
+    worker = threading.Thread(target=delete)
+    worker.start()
+    try:
+        assert held.arrived.wait(timeout=10)
+        assert f"sha256:{1:064x}" in {m.digest for m in emulator.dump().repositories[0].manifests}
+        held.serve()
+        assert held.released.wait(timeout=30)
+    finally:
+        worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert (held.count, held.dropped) == (1, 0)
+    assert f"sha256:{1:064x}" not in {m.digest for m in emulator.dump().repositories[0].manifests}
+
+
 def test_holds_take_authorized_requests_only_and_times_of_them(raw: RawClient, emulator: Emulator) -> None:
     held = emulator.faults.hold(method="GET", path_contains="_catalog", seconds=0.05, times=2)
     assert raw.request("GET", "/acr/v1/_catalog").status == 401

@@ -280,7 +280,7 @@ def held_apply(emulator: Emulator, tmp_path: Path) -> tuple[subprocess.Popen[str
     env = {**os.environ, registry.ACCESS_TOKEN_VARIABLE: "aad-token", "SSL_CERT_FILE": emulator.ca_file}
     job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
     assert first.arrived.wait(60)
-    first.serve_now()
+    first.serve()
     deadline = time.monotonic() + 60
     while rest.count < 4 and time.monotonic() < deadline:  # synchronised on the emulator, not a sleep
         time.sleep(0.01)
@@ -306,7 +306,7 @@ def test_after_ctrl_c_nothing_new_is_sent_and_the_run_says_so(emulator: Emulator
     job, rest, report = held_apply(emulator, tmp_path)
     job.send_signal(signal.SIGINT)
     seen = until(job, "SIGINT received")  # serve the four only once the run has taken the signal
-    rest.serve_now()
+    rest.serve()
     _, later = job.communicate(timeout=60)
     err = seen + later
 
@@ -332,7 +332,7 @@ def test_a_second_ctrl_c_exits_at_once_with_the_report_as_far_as_it_got(
     try:
         _, err = job.communicate(timeout=30)  # the held DELETEs would take 60 s
     finally:
-        rest.serve_now()
+        rest.serve()
     assert job.returncode == 130
     assert "acr-retention: SIGINT again: exiting now; the report lists what ran" in err
     assert [json.loads(line)["outcome"] for line in report.read_text().splitlines()] == ["done"]
@@ -365,14 +365,14 @@ def test_a_signal_after_the_unlock_sends_no_delete_and_puts_the_locks_back(
     assert unlock.arrived.wait(60)
     job.send_signal(signal.SIGTERM)
     until(job, "SIGTERM received")
-    unlock.serve_now()
+    unlock.serve()
     _, err = job.communicate(timeout=60)
 
     assert job.returncode == 143, err
     assert locks(emulator, digest) == (False, False, False)
     record = records(report.read_text())[digest]
     assert record["outcome"] == "skipped"
-    assert record["detail"] == "stopped before it was sent; the locks it had were restored"
+    assert record["detail"] == "stopped by SIGTERM before it was sent; the locks it had were restored"
 
 
 def test_validate_for_github_annotates_each_problem_with_hostile_text_escaped(

@@ -43,9 +43,15 @@ def tags(draw: st.DrawFn, digests: list[str]) -> tuple[Tag, ...]:
         # A cosign-style signature tag, possibly pointing at a manifest that is not there.
         subject = draw(st.sampled_from(digests))
         names = [subject.replace(":", "-") + draw(st.sampled_from([".sig", ".att", ""]))]
+    # Each flag is mostly true, as in registries; every one of them is false now and then (a tag
+    # write lock included: it blocks deletes as a delete lock does).
     return tuple(
         Tag(
-            name, can_delete=draw(st.booleans()) or draw(st.booleans()), can_write=draw(st.booleans()) or True
+            name,
+            can_delete=draw(st.integers(0, 3)) > 0,
+            can_write=draw(st.integers(0, 3)) > 0,
+            can_read=draw(st.integers(0, 5)) > 0,
+            can_list=draw(st.integers(0, 5)) > 0,
         )
         for name in names
     )
@@ -74,12 +80,16 @@ def repositories(draw: st.DrawFn) -> list[Repository]:
                 Manifest(
                     digest=digest,
                     updated_at=draw(st.sampled_from(TIMES)),
-                    created_at=draw(st.sampled_from(TIMES)),
+                    # A registry that does not say when a manifest was created: order_by created
+                    # falls back to the last update.
+                    created_at=draw(st.none() | st.sampled_from(TIMES)),
                     references=references if draw(st.integers(0, 2)) == 0 else (),
                     subject=subject,
                     size_bytes=draw(st.none() | st.integers(0, 1000)),
                     can_delete=draw(st.integers(0, 5)) > 0,
                     can_write=draw(st.integers(0, 5)) > 0,
+                    can_read=draw(st.integers(0, 5)) > 0,
+                    can_list=draw(st.integers(0, 5)) > 0,
                     tags=own_tags,
                 )
             )
@@ -93,7 +103,8 @@ def repositories(draw: st.DrawFn) -> list[Repository]:
 def policies(draw: st.DrawFn) -> Policy:
     # One desired value per property for the whole policy, so that lock rules never conflict
     # (conflicts are an error with its own test).
-    lock_values = {Property.WRITE_ENABLED: draw(st.booleans()), Property.DELETE_ENABLED: draw(st.booleans())}
+    # Every property a lock rule may set, read and list included.
+    lock_values = {prop: draw(st.booleans()) for prop in Property}
     rules = []
     for index in range(draw(st.integers(1, 5))):
         # Untag rules have properties of their own (tests/test_untag.py).
@@ -111,7 +122,9 @@ def policies(draw: st.DrawFn) -> Policy:
                 tag_state=state,
                 older_than=draw(st.none() | st.sampled_from(DURATIONS)),
                 newer_than=draw(st.none() | st.sampled_from(DURATIONS)),
-                newest=draw(st.none() | st.integers(1, 4)) if action is RuleAction.KEEP else None,
+                # The loader allows `newest` on keep rules only; the planner ranks it on lock rules
+                # too (policy.md §5: a lock rule's newest ranks the images a plan leaves standing).
+                newest=draw(st.none() | st.integers(1, 4)) if action is not RuleAction.DELETE else None,
                 set_properties=tuple((p, lock_values[p]) for p in props) if action is RuleAction.LOCK else (),
             )
         )

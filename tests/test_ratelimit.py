@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import io
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 from retention.apply import Progress
-from retention.executor import Outcome, Record
+from retention.errors import WriteFailedError
+from retention.executor import Execution, Limits, Outcome, Record
 from retention.plan import DeleteManifest
-from retention.ratelimit import AdaptiveLimiter
+from retention.ratelimit import AdaptiveLimiter, OperationClass
 from tests.builders import NOW
-from tests.ratesim import simulate
+from tests.ratesim import run_virtual, simulate
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from retention.executor import Writer
+    from retention.policy import Policy
 
 
 class FakeClock:
@@ -51,7 +59,7 @@ def test_a_429_cuts_the_rate_and_waits_out_retry_after() -> None:
     assert limiter.per_minute == pytest.approx(420)
     assert limiter.throttled_count == 1
     asyncio.run(limiter.acquire())
-    assert clock.now >= 5.0
+    assert clock.now == pytest.approx(5.0)  # at its end, not a slot later
 
 
 def test_only_the_first_429_of_an_epoch_decreases_the_rate() -> None:
@@ -82,6 +90,61 @@ def test_a_slot_reserved_before_a_decrease_is_spaced_at_the_new_rate() -> None:
     asyncio.run(limiter.acquire())
     asyncio.run(limiter.acquire())
     assert clock.now == pytest.approx(0.2)  # 60 / 300 apart, counted from the decrease
+
+
+async def queued_behind_a_429(retry_after: float | None) -> list[float]:
+    """At 600/min one request goes out at 0 s and four workers queue for the slots at 0.1, 0.2,
+    0.3 and 0.4 s. The first request's 429 arrives at 0.05 s. Returns when each worker sent."""
+    loop = asyncio.get_running_loop()
+    limiter = AdaptiveLimiter(per_minute=600, clock=loop.time)
+    sent: list[float] = []
+
+    async def worker() -> None:
+        await limiter.acquire()
+        sent.append(loop.time())
+
+    first = await limiter.acquire()
+    queued = [asyncio.create_task(worker()) for _ in range(4)]
+    await asyncio.sleep(0.05)
+    limiter.throttled(retry_after, sent_in=first)
+    await asyncio.gather(*queued)
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "first"),
+    # Without Retry-After the first slot still free at the new rate is 0.1 s; with one of 0.5 s,
+    # nobody sends before 0.55 s, however long ago their slot was reserved.
+    [(None, 0.1), (0.5, 0.55)],
+)
+def test_slots_reserved_before_a_429_go_out_at_the_new_rate(retry_after: float | None, first: float) -> None:
+    """Workers that reserved their slot at the old rate and slept through a 429 reserve again
+    when they wake: they go out 60/420 s apart after the cut (and after Retry-After), not at
+    the 0.1 s spacing they had reserved."""
+    sent = run_virtual(queued_behind_a_429(retry_after))
+    step = 60 / 420
+    assert sent == pytest.approx([first + n * step for n in range(4)])
+
+
+def test_a_late_429_from_an_older_epoch_still_holds_everyone_until_its_retry_after() -> None:
+    """Two requests went out at the old rate; the first one's 429 cut the rate. The second one's
+    429 arrives later with Retry-After 3.05 s: it does not cut again (same old epoch), but the
+    next request waits exactly until it has passed, not until a slot of the cut rate's grid."""
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        limiter = AdaptiveLimiter(per_minute=600, clock=loop.time)
+        first = await limiter.acquire()
+        second = await limiter.acquire()
+        await asyncio.sleep(0.05)
+        limiter.throttled(None, sent_in=first)
+        await asyncio.sleep(0.05)
+        limiter.throttled(3.05, sent_in=second)
+        assert (limiter.decreases, limiter.throttled_count) == (1, 2)
+        await limiter.acquire()
+        return loop.time()
+
+    assert run_virtual(scenario()) == pytest.approx(0.2 + 3.05)
 
 
 def test_successes_restore_the_rate_up_to_the_ceiling_and_never_past_it() -> None:
@@ -198,3 +261,117 @@ def test_progress_is_one_line_on_a_terminal_and_nothing_elsewhere() -> None:
         + "] 1/2  1 done  0.2/s  0m04s elapsed  ~0m04s left  deletes ≤ 250/min\x1b[K",
         "[" + "#" * 30 + "] 2/2  1 done, 1 failed  0.2/s  0m08s elapsed  deletes ≤ 250/min\x1b[K",
     ]
+
+
+def execution_with(limiter: AdaptiveLimiter, **limits: Any) -> Execution:
+    """An Execution whose `attempt` is all that runs: it touches neither writer nor policy."""
+    return Execution(
+        writer=cast("Writer", None),
+        limits=Limits(limiters={OperationClass.DELETE: limiter}, **limits),
+        report=lambda _record: None,
+        stop=asyncio.Event(),
+        policy=cast("Policy", None),
+    )
+
+
+def failing(times: int, error: WriteFailedError, sent: list[float]) -> Callable[[], Awaitable[bool]]:
+    """A registry call that fails `times` times with `error`, then succeeds; notes when each went."""
+    answers = [error] * times
+
+    async def call() -> bool:
+        sent.append(asyncio.get_running_loop().time())
+        if answers:
+            raise answers.pop()
+        return True
+
+    return call
+
+
+def test_a_429s_retry_after_holds_its_retry_and_every_other_request() -> None:
+    """Two deletes at 600/min; the first is answered 429 with Retry-After 2 s. Neither the other
+    delete nor the retry goes out before 2 s, and then at the cut rate (60/420 s apart)."""
+
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        execution = execution_with(AdaptiveLimiter(per_minute=600, clock=loop.time), concurrency=2)
+        sent: list[float] = []
+        throttled = WriteFailedError("429", status=429, retryable=True, retry_after=2.0)
+        await asyncio.gather(
+            execution.attempt(OperationClass.DELETE, failing(1, throttled, sent)),
+            execution.attempt(OperationClass.DELETE, failing(0, throttled, sent)),
+        )
+        return sent
+
+    assert run_virtual(scenario()) == pytest.approx([0.0, 2.0, 2.0 + 60 / 420])
+
+
+def test_transient_failures_back_off_exponentially_with_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """5xx without Retry-After: 0.5 s, 1 s, 2 s, each times a jitter drawn from [0.5, 1] (its
+    midpoint here); the fourth attempt succeeds."""
+    drawn: list[tuple[float, float]] = []
+
+    def midpoint(low: float, high: float) -> float:
+        drawn.append((low, high))
+        return (low + high) / 2
+
+    monkeypatch.setattr("retention.executor.random.uniform", midpoint)
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    async def scenario() -> bool:
+        loop = asyncio.get_running_loop()
+        execution = execution_with(AdaptiveLimiter(per_minute=600, clock=loop.time), sleep=sleep)
+        error = WriteFailedError("500", status=500, retryable=True)
+        return bool(await execution.attempt(OperationClass.DELETE, failing(3, error, [])))
+
+    assert run_virtual(scenario()) is True
+    assert sleeps == pytest.approx([0.375, 0.75, 1.5])
+    assert drawn == [(0.5, 1.0)] * 3
+
+
+def test_a_5xx_with_retry_after_is_retried_when_it_says() -> None:
+    """A 503 with Retry-After 1.5 s: the retry waits exactly that long, instead of a backoff of
+    its own or (as before this test) no wait at all beyond the next slot."""
+
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        execution = execution_with(AdaptiveLimiter(per_minute=600, clock=loop.time))
+        sent: list[float] = []
+        busy = WriteFailedError("503", status=503, retryable=True, retry_after=1.5)
+        await execution.attempt(OperationClass.DELETE, failing(1, busy, sent))
+        return sent
+
+    assert run_virtual(scenario()) == pytest.approx([0.0, 1.5])
+
+
+def test_a_success_sent_before_a_cut_does_not_raise_the_cut_rate() -> None:
+    """Two deletes in flight at 600/min: the first is answered 429 (the rate is cut to 420), the
+    second, sent at the old rate, succeeds afterwards. That success says nothing about the new
+    rate: it stays 420, where the next success sent at it would raise it."""
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        limiter = AdaptiveLimiter(per_minute=600, clock=loop.time)
+        execution = execution_with(limiter, concurrency=2)
+        throttled = WriteFailedError("429", status=429, retryable=False)
+
+        async def refused() -> bool:  # sent at 0 s, its 429 back at 0.2 s
+            await asyncio.sleep(0.2)
+            raise throttled
+
+        async def slow_success() -> bool:  # sent at 0.1 s, at the old rate; back at 0.6 s
+            await asyncio.sleep(0.5)
+            return True
+
+        results = await asyncio.gather(
+            execution.attempt(OperationClass.DELETE, refused),
+            execution.attempt(OperationClass.DELETE, slow_success),
+            return_exceptions=True,
+        )
+        assert results[0] is throttled
+        assert results[1] is True
+        return limiter.per_minute
+
+    assert run_virtual(scenario()) == pytest.approx(420)

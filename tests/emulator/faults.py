@@ -68,6 +68,8 @@ class Scripted:
     fired: int = 0
     message: str | None = None  # the error body's message; see Faults.script
     reason: str | None = None  # the HTTP reason phrase; see Faults.script
+    skip: int = 0  # matching requests let through before the fault starts firing
+    skipped: int = 0
 
     def matches(self, method: str, raw_path: str, path: str) -> bool:
         return _matches(self.method, self.path_contains, method, raw_path, path)
@@ -87,16 +89,16 @@ class Held:
     arrived: threading.Event = field(default_factory=threading.Event)  # the first one is held
     released: threading.Event = field(default_factory=threading.Event)  # all `times` served or dropped
     abandoned: bool = False  # set by Faults.reset(): drop rather than serve into the next test
-    hurry: threading.Event = field(default_factory=threading.Event)  # serve_now(): stop holding
+    go: threading.Event = field(default_factory=threading.Event)  # set by serve(): end the hold now
     _done: int = 0
-
-    def serve_now(self) -> None:
-        """Serve the requests held now (and any still to come) at once: a test that has seen what
-        it waited for need not wait out `seconds`."""
-        self.hurry.set()
 
     def matches(self, method: str, raw_path: str, path: str) -> bool:
         return _matches(self.method, self.path_contains, method, raw_path, path)
+
+    def serve(self) -> None:
+        """End the hold now: what is held is served at once, and so is any later matching request.
+        A test that has done what it held the request for goes on without waiting out `seconds`."""
+        self.go.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,7 @@ class Faults:
         after: bool = False,
         message: str | None = None,
         reason: str | None = None,
+        skip: int = 0,
     ) -> Scripted:
         """A fault for the next `times` matching requests. `after=True` lets the operation happen
         and then loses its answer (a delete that succeeded but whose 202 never arrived).
@@ -202,9 +205,18 @@ class Faults:
         (which the SDK quotes in its errors: "Operation returned an invalid status '<reason>'");
         `{authorization}`, `{query}` and `{body}` in them become the request's Authorization header,
         query string and body (one line), as a careless registry or proxy echoes what it was sent,
-        credentials included."""
+        credentials included. `skip` lets the first `skip` matching requests through untouched
+        (the unlock of a tag passes, its lock after a failed delete fails)."""
         scripted = Scripted(
-            status, method, path_contains, times, retry_after, after, message=message, reason=reason
+            status,
+            method,
+            path_contains,
+            times,
+            retry_after,
+            after,
+            message=message,
+            reason=reason,
+            skip=skip,
         )
         with self._lock:
             self._scripts.append(scripted)
@@ -264,6 +276,9 @@ class Faults:
             for scripted in self._scripts:
                 live = scripted.after == after and scripted.fired < scripted.times
                 if live and scripted.matches(method, raw_path, path):
+                    if scripted.skipped < scripted.skip:
+                        scripted.skipped += 1
+                        continue
                     scripted.fired += 1
                     return Fault(
                         scripted.status, scripted.retry_after, "SCRIPTED", scripted.message, scripted.reason

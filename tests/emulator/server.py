@@ -120,7 +120,7 @@ class Api:
             if transport is None or transport.is_closing() or held.abandoned:
                 return False
             left = deadline - loop.time()
-            if left <= 0 or held.hurry.is_set():
+            if left <= 0 or held.go.is_set():
                 return True
             await asyncio.sleep(min(left, _HOLD_POLL))
 

@@ -1,0 +1,353 @@
+"""Executor paths between a listing and the registry's answer (issue 18's mutation testing).
+
+Each test here kills mutants of retention/executor.py that the suite let through: the report's
+documented record, a referrer the registry deleted with its subject, and a manifest or tag that
+someone else deletes while apply is unlocking it. Someone else's change lands at a known point:
+the emulator holds apply's request, the colleague acts, and only then is the request served.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from retention.timefmt import parse_time
+from tests import pushes
+from tests.test_apply_failures import INTERNAL_ERROR, LOCK_RELEASES, client
+from tests.test_apply_safety import (
+    INCLUDE_LOCKED,
+    PRUNE_PR,
+    apply,
+    locked_image,
+    save_plan,
+    state,
+    write_policy,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from azure.containerregistry import ContainerRegistryClient
+
+    from tests.emulator import Emulator
+    from tests.emulator.faults import Held
+
+__all__ = ["client"]  # the fixture, shared with tests/test_apply_failures.py
+
+LOCK_V = (
+    "  - {name: lock-v, action: lock, tags: ['v.*'], set: {write_enabled: false, delete_enabled: false}}\n"
+)
+
+
+@contextmanager
+def meanwhile(held: Held, act: Callable[[], None]) -> Iterator[None]:
+    """Around an apply: once `held` holds apply's request, someone else does `act`, and then the
+    request is served. An error in `act` fails the test after the apply."""
+    errors: list[BaseException] = []
+
+    def colleague() -> None:
+        try:
+            if held.arrived.wait(60):
+                act()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread below
+            errors.append(exc)
+        finally:
+            held.serve()
+
+    thread = threading.Thread(target=colleague)
+    thread.start()
+    try:
+        yield
+    finally:
+        held.serve()
+        thread.join(60)
+    assert held.arrived.is_set(), "apply never sent the held request"
+    if errors:
+        raise errors[0]
+
+
+@pytest.mark.usefixtures("credential")
+def test_the_report_has_the_documented_record_for_each_kind_of_action(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A locked pr-1 unlocked and deleted, its SBOM gone with it (no request sent for it), and v1
+    locked on the manifest and the tag: one line each, with exactly the README's keys."""
+    pr1 = pushes.push_image(client, "app", tag="pr-1", salt="1")
+    sbom = pushes.push_referrer(client, "app", pr1, salt="s1")
+    v1 = pushes.push_image(client, "app", tag="v1", salt="v1")
+    pushes.set_locks(client, "app", pr1, can_delete=False)
+    size = state(emulator)[pr1].size_bytes
+    emulator.counters.reset()  # count only what apply sends
+    started = datetime.now(UTC)
+
+    code, outcomes, err = apply(
+        emulator,
+        tmp_path,
+        capsys,
+        "--policy",
+        str(write_policy(tmp_path, PRUNE_PR + LOCK_V + "settings: {include_locked: true}\n")),
+    )
+
+    assert code == 0, err
+    assert set(state(emulator)) == {v1}
+    for record in outcomes.values():
+        assert started <= parse_time(record.pop("time")) <= datetime.now(UTC) + timedelta(seconds=1)
+    locked_v1 = {"write_enabled": False, "delete_enabled": False}
+    assert outcomes == {
+        pr1: {
+            "outcome": "done",
+            "op": "delete_manifest",
+            "repository": "app",
+            "digest": pr1,
+            "tags": ["pr-1"],
+            "unlock_first": True,
+            "cascade_from": None,
+            "reasons": ["delete:prune-pr"],
+            "size_bytes": size,
+            "detail": None,
+            # What `restore` needs (issue 14): parents, the locks opened, until when it is recoverable.
+            "after": [],
+            "locked": {"manifest": ["delete_enabled"]},
+            "recoverable_until": None,
+        },
+        sbom: {
+            "outcome": "already-gone",
+            "op": "delete_manifest",
+            "repository": "app",
+            "digest": sbom,
+            "tags": [],
+            "unlock_first": False,
+            "cascade_from": pr1,
+            "reasons": [f"registry cascade from {pr1}"],
+            "size_bytes": 0,
+            "detail": "deleted by the registry with its subject",
+            "after": [pr1],
+            "subject": pr1,
+            "recoverable_until": None,
+        },
+        v1: {
+            "outcome": "done",
+            "op": "set_manifest_properties",
+            "repository": "app",
+            "digest": v1,
+            "tags": ["v1"],
+            "set": locked_v1,
+            "reasons": ["lock:lock-v"],
+            "size_bytes": None,
+            "detail": None,
+        },
+        f"v1@{v1}": {
+            "outcome": "done",
+            "op": "set_tag_properties",
+            "repository": "app",
+            "digest": v1,
+            "tag": "v1",
+            "set": locked_v1,
+            "reasons": ["lock:lock-v"],
+            "size_bytes": None,
+            "detail": None,
+        },
+    }
+    assert emulator.counters.count("delete_manifest", status=202) == 1  # pr-1's; none for the SBOM
+
+
+@pytest.mark.usefixtures("credential")
+def test_an_index_deleted_by_someone_else_during_its_unlock_is_gone_and_its_children_follow(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While apply's unlock of the locked index pr-1 is held, a colleague unlocks and deletes it.
+    The unlock answers 404: the index is already gone (no DELETE sent for it), and its children,
+    which nothing lists any more, are deleted as planned."""
+    c1 = pushes.push_image(client, "app", salt="c1")
+    c2 = pushes.push_image(client, "app", salt="c2", platform="linux/arm64")
+    index = pushes.push_index(client, "app", [c1, c2], tag="pr-1")
+    v1 = pushes.push_image(client, "app", tag="v1", salt="v1")
+    pushes.set_locks(client, "app", index, can_delete=False)
+    held = emulator.faults.hold(method="PATCH", path_contains=index.split(":")[1], seconds=600)
+
+    def colleague() -> None:
+        pushes.set_locks(client, "app", index, can_delete=True)
+        client.delete_manifest("app", index)
+
+    with meanwhile(held, colleague):
+        code, outcomes, err = apply(
+            emulator, tmp_path, capsys, "--policy", str(write_policy(tmp_path, INCLUDE_LOCKED))
+        )
+
+    assert code == 0, err
+    assert set(state(emulator)) == {v1}
+    assert outcomes[index]["outcome"] == "already-gone"
+    assert (outcomes[c1]["outcome"], outcomes[c2]["outcome"]) == ("done", "done")
+    assert emulator.counters.count("delete_manifest", status=202) == 3  # the colleague's, c1's, c2's
+    assert emulator.counters.count("delete_manifest", status=404) == 0
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_tag_deleted_by_someone_else_during_the_unlock_stops_the_delete(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The manifest is unlocked; while the unlock of its tag pr-1 is held, a colleague deletes
+    the tag. The image is no longer the one planned: no DELETE is sent, the manifest's locks go
+    back, and the failure names the tag."""
+    digest = locked_image(client)
+    held = emulator.faults.hold(method="PATCH", path_contains="_tags/pr-1", seconds=600)
+
+    def colleague() -> None:
+        pushes.set_tag_locks(client, "app", "pr-1", can_delete=True)
+        client.delete_tag("app", "pr-1")
+
+    emulator.counters.reset()
+    with meanwhile(held, colleague):
+        code, outcomes, err = apply(
+            emulator, tmp_path, capsys, "--policy", str(write_policy(tmp_path, INCLUDE_LOCKED))
+        )
+
+    assert code == 1, err
+    manifest = state(emulator)[digest]
+    assert (manifest.can_delete, manifest.can_write, manifest.tags) == (False, False, ())
+    assert outcomes[digest]["outcome"] == "failed"
+    assert outcomes[digest]["error"] == (
+        "tag pr-1 vanished before it could be unlocked; the locks it had were restored"
+    )
+    assert emulator.counters.count("delete_manifest", status=202) == 0
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_property_change_the_registry_keeps_failing_is_reported(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every PATCH of release-1's manifest answers 500: that change is `failed` with the
+    registry's answer and the run exits 1; the tag's lock, another request, is still made."""
+    digest = pushes.push_image(client, "app", tag="release-1")
+    emulator.faults.script(
+        status=500, method="PATCH", path_contains=f"_manifests/{digest}", times=50, retry_after=0.001
+    )
+
+    code, outcomes, err = apply(
+        emulator, tmp_path, capsys, "--policy", str(write_policy(tmp_path, LOCK_RELEASES))
+    )
+
+    assert code == 1, err
+    manifest = state(emulator)[digest]
+    assert (manifest.can_delete, [t.can_delete for t in manifest.tags]) == (True, [False])
+    assert outcomes[digest]["outcome"] == "failed"
+    assert outcomes[digest]["error"] == INTERNAL_ERROR
+    assert outcomes[f"release-1@{digest}"]["outcome"] == "done"
+
+
+@pytest.mark.usefixtures("credential")
+def test_sigint_in_this_process_skips_what_had_not_started(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C while a DELETE in repository a-first is held: it finishes, b-later never starts,
+    every action has its line, exit 130. In this process, so that mutation testing sees it."""
+    first = pushes.push_image(client, "a-first", tag="pr-1", salt="a")
+    later = pushes.push_image(client, "b-later", tag="pr-1", salt="b")
+    held = emulator.faults.hold(method="DELETE", path_contains=first.split(":")[1], seconds=600)
+
+    def ctrl_c() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # handled by apply's loop, which is waiting for the DELETE
+
+    with meanwhile(held, ctrl_c):
+        code, outcomes, err = apply(
+            emulator,
+            tmp_path,
+            capsys,
+            "--policy",
+            str(write_policy(tmp_path, PRUNE_PR)),
+            "--concurrency",
+            "1",
+        )
+
+    assert code == 130, err
+    assert "acr-retention: stopped by SIGINT; the report lists what ran" in err
+    assert (outcomes[first]["outcome"], outcomes[first]["detail"]) == ("done", None)
+    assert (outcomes[later]["outcome"], outcomes[later]["detail"]) == (
+        "skipped",
+        "interrupted before it started",
+    )
+    assert {r.name for r in emulator.dump().repositories} == {"b-later"}
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_repository_that_cannot_be_listed_before_acting_fails_its_actions(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The saved plan's repository cannot be listed again (every listing answers 500): nothing
+    there is done blind; each of its actions fails with why."""
+    digest = pushes.push_image(client, "app", tag="pr-1")
+    saved = save_plan(emulator, write_policy(tmp_path, PRUNE_PR), tmp_path, capsys)
+    emulator.faults.script(
+        status=500, method="GET", path_contains="/app/_manifests", times=50, retry_after=0.001
+    )
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 1, err
+    assert digest in state(emulator)
+    assert outcomes[digest]["outcome"] == "failed"
+    assert outcomes[digest]["error"] == f"could not read the repository before acting: {INTERNAL_ERROR}"
+
+
+LOCK_OLD_UNTAGGED = """
+version: 1
+rules:
+  - {name: lock-old-untagged, action: lock, tag_state: untagged, older_than: 30d, set: {delete_enabled: false}}
+"""
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_lock_a_plan_made_now_would_not_make_is_drift(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan locks an old untagged image. A release index listing it is pushed meanwhile: it
+    is now a child of a tagged index, no image, and a plan made now locks nothing. Its tags did
+    not change, but the lock is drift, and is not sent."""
+    digest = pushes.push_image(client, "app", salt="old")
+    saved = save_plan(emulator, write_policy(tmp_path, LOCK_OLD_UNTAGGED), tmp_path, capsys)
+    index = pushes.push_index(client, "app", [digest], tag="release-1")
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 0, err
+    assert set(state(emulator)) == {digest, index}
+    assert state(emulator)[digest].can_delete is True
+    assert outcomes[digest]["outcome"] == "drifted"
+    assert outcomes[digest]["detail"] == (
+        "the repository changed since the plan, and a plan of it now changes nothing here"
+    )
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_referrer_locked_after_the_plan_holds_its_whole_chain(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pr-1 has an SBOM, which has a signature; the plan deletes all three (the registry deletes
+    referrers with their subject). The signature is locked meanwhile, so it stays; then the SBOM
+    must stay (deleting it would take the signature along), and so must pr-1: drift runs up the
+    chain, however many steps it has."""
+    image = pushes.push_image(client, "app", tag="pr-1", salt="1")
+    sbom = pushes.push_referrer(client, "app", image, salt="sbom")
+    signature = pushes.push_referrer(
+        client, "app", sbom, artifact_type="application/vnd.cncf.notary.signature"
+    )
+    saved = save_plan(emulator, write_policy(tmp_path, PRUNE_PR), tmp_path, capsys)
+    pushes.set_locks(client, "app", signature, can_delete=False)
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 0, err
+    assert set(state(emulator)) == {image, sbom, signature}
+    assert {d: outcomes[d]["outcome"] for d in (image, sbom, signature)} == dict.fromkeys(
+        (image, sbom, signature), "drifted"
+    )
+    assert outcomes[image]["detail"] == (
+        f"its referrer {sbom} stays, and the registry deletes referrers with their subject"
+    )
