@@ -140,6 +140,23 @@ Action = DeleteManifest | DeleteTag | SetManifestProperties | SetTagProperties
 
 
 @dataclass(frozen=True, slots=True)
+class Recovery:
+    """Whether deletions can be undone: soft delete `on`, `off` or `unknown` (then: permanent)."""
+
+    soft_delete: str
+    retention_days: int | None = None
+    recoverable_until: datetime | None = None
+    sentence: str = ""  # how plans and summaries say it (retention.recovery.recovery_line)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "soft_delete": self.soft_delete,
+            "retention_days": self.retention_days,
+            "recoverable_until": format_time(self.recoverable_until) if self.recoverable_until else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Kept:
     """A manifest that stays, with what saved it (and, where a delete rule matched, from what)."""
 
@@ -190,6 +207,10 @@ class Plan:
     source: str | None = None  # "registry" (a live inventory) or "snapshot"
     # What the in-use protection read ("cluster aks-prod", "file pods.json"); None: none was asked for.
     in_use_sources: tuple[str, ...] | None = None
+    # Whether the plan's deletions could be undone (retention.recovery): the registry's soft-delete
+    # state, its retention in days, and until when a deletion made now stays restorable. None: not
+    # asked (a plan of a snapshot, which cannot know the registry's settings).
+    recovery: Recovery | None = None
 
     @property
     def deletes(self) -> tuple[DeleteManifest, ...]:
@@ -425,6 +446,8 @@ def _header_json(plan: Plan) -> dict[str, Any]:
         header["policy"] = json.loads(plan.policy_document)
     if plan.in_use_sources is not None:
         header["in_use_sources"] = list(plan.in_use_sources)
+    if plan.recovery is not None:
+        header["recovery"] = plan.recovery.to_json()
     return header
 
 

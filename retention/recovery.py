@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from retention.plan import DeleteManifest, DeleteTag, locked_json
+from retention.plan import DeleteManifest, DeleteTag, Recovery, locked_json
 from retention.timefmt import format_time
 
 if TYPE_CHECKING:
@@ -24,6 +24,16 @@ def recoverable_until(policy: SoftDeletePolicy | None, deleted_at: datetime) -> 
     if policy is None or policy.state != "on" or policy.retention_days is None:
         return None
     return deleted_at + timedelta(days=policy.retention_days)
+
+
+def plan_recovery(policy: SoftDeletePolicy | None, when: datetime) -> Recovery:
+    """What a plan made `when` says about undoing its deletions."""
+    return Recovery(
+        soft_delete=policy.state if policy is not None else "unknown",
+        retention_days=policy.retention_days if policy is not None else None,
+        recoverable_until=recoverable_until(policy, when),
+        sentence=recovery_line(policy, when).rstrip("\n"),
+    )
 
 
 def recovery_line(policy: SoftDeletePolicy | None, when: datetime) -> str:

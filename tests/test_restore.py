@@ -4,15 +4,17 @@ over HTTPS against the emulator; every test asserts exact outcomes and the regis
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from azure.containerregistry import ContainerRegistryClient
 
+from retention.timefmt import parse_time
 from tests import pushes
 from tests.conftest import run_cli
 from tests.emulator import FakeCredential
-from tests.test_apply_safety import ADMIN, apply, state, write_policy
+from tests.test_apply_safety import ADMIN, LATER, apply, state, write_policy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -86,6 +88,24 @@ def applied(
     d = build(client)
     before = emulator.dump()
     policy = write_policy(tmp_path, POLICY)
+    # The plan itself says until when its deletions can be undone: the text and the JSON header.
+    plan_args = [
+        "plan",
+        "--policy",
+        str(policy),
+        "--registry",
+        emulator.endpoint,
+        "--now",
+        LATER,
+        *arm(emulator),
+    ]
+    code, out, err = run_cli(plan_args, capsys)
+    assert code == 0, err
+    (line,) = [x for x in out.splitlines() if x.startswith("Deletions are recoverable until ")]
+    assert line.endswith("(soft delete on, 7 days): acr-retention restore --report FILE brings them back.")
+    recovery = json.loads(run_cli([*plan_args, "-o", "json"], capsys)[1])["recovery"]
+    assert (recovery["soft_delete"], recovery["retention_days"]) == ("on", 7)
+    assert parse_time(recovery["recoverable_until"]) - parse_time(LATER) == timedelta(days=7)
     code, records, err = apply(emulator, tmp_path, capsys, "--policy", str(policy), *arm(emulator))
     assert code == 0, err
     gone = {d[k] for k in ("a", "c1", "c2", "index", "b", "sbom", "sig")}
@@ -217,12 +237,28 @@ def test_soft_delete_off_says_permanent_everywhere(
     assert code == 1
     assert {r["outcome"] for r in records if r["op"] == "restore_manifest"} <= {"not-restorable", "skipped"}
     assert set(state(emulator)) == {d["x"], d["keep"]}
-    # plan says it too, beside the plan (its formats are golden).
-    code, _, err = run_cli(
-        ["plan", "--policy", str(policy), "--registry", emulator.endpoint, *arm(emulator)], capsys
-    )
+    # The plan says it too: in its text (under the summary) and its JSON header.
+    pushes.push_image(client, "app", tag="old-77", salt="again")  # something for the plan to delete
+    later = "2099-01-01T00:00:00Z"
+    plan_args = [
+        "plan",
+        "--policy",
+        str(policy),
+        "--registry",
+        emulator.endpoint,
+        "--now",
+        later,
+        *arm(emulator),
+    ]
+    code, out, err = run_cli(plan_args, capsys)
     assert code == 0, err
-    assert "Deletions are permanent: soft delete is off" in err
+    assert "Deletions are permanent: soft delete is off on this registry." in out.splitlines()
+    code, out, err = run_cli([*plan_args, "-o", "json"], capsys)
+    assert json.loads(out)["recovery"] == {
+        "soft_delete": "off",
+        "retention_days": 7,
+        "recoverable_until": None,
+    }
 
 
 @pytest.mark.usefixtures("credential")

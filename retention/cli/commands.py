@@ -36,7 +36,7 @@ from retention.plan import iter_plan_json
 from retention.planfile import load_plan, plan_key
 from retention.policy import InUseSetting
 from retention.policyload import SCHEMA, load_policy, validate
-from retention.recovery import recovery_line
+from retention.recovery import plan_recovery, recovery_line
 from retention.registry import Connection, RegistryTarget
 from retention.registry.cache import default_cache_path
 from retention.render import render_markdown, render_text
@@ -146,11 +146,15 @@ def cmd_plan(args: argparse.Namespace, run: Run) -> int:
             in_use=_in_registry(uses, connection, policy),
             details=details,
         )
+    if not args.snapshot:
+        # A live plan says whether its deletions could be undone (header, summary, JSON); a plan of
+        # a snapshot cannot know the registry's settings and says nothing.
+        from retention.cli.recovery import soft_delete_policy  # noqa: PLC0415 - it imports this module
+
+        # Read, never required here: require_soft_delete refuses apply, not a dry run.
+        plan = replace(plan, recovery=plan_recovery(soft_delete_policy(args, connection), now))
     run.registry = run.registry or plan.registry
     run.plan = plan
-    if args.registry_resource_id and not args.snapshot:
-        # Not in the rendered plan (whose formats are golden): one line beside it on stderr.
-        sys.stderr.write(recovery_line(_soft_delete(args, connection, policy), now))
     summary = plan.summary()
     log.info(
         "plan_made",

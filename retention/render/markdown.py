@@ -133,6 +133,8 @@ def render_markdown(
             "",
         )
     out.add(_markdown_meta(plan), "")
+    if plan.recovery is not None and plan.delete_count:
+        out.add(_md(plan.recovery.sentence), "")
     if plan.in_use_sources is not None:
         out.add(_md(_in_use_note(plan)), "")
     unreadable = _unreadable(plan)

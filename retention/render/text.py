@@ -76,6 +76,8 @@ def render_text(plan: Plan, *, verbose: bool = False, color: bool = False) -> st
         lines.extend(_align(blocks[repository], color=color))
         lines.append("")
     lines.append(_text_summary(plan))
+    if plan.recovery is not None and plan.delete_count:
+        lines.append(plan.recovery.sentence)
     if plan.in_use_sources is not None:
         lines.append(_visible(_in_use_note(plan)))
     lines.extend(
