@@ -17,6 +17,7 @@ from retention.render import (
     MARKDOWN_MAX_BYTES,
     MARKDOWN_MAX_ROWS,
     MARKDOWN_MAX_ROWS_PER_REPOSITORY,
+    Section,
     _code_cell,
     _html,
     _md,
@@ -25,6 +26,7 @@ from retention.render import (
     _short_tag,
     _shorten_digests,
     _visible,
+    collapsible_sections,
     human_bytes,
     short_digest,
 )
@@ -273,44 +275,23 @@ def _summary_table(out: _Output, diff: PlanDiff, grouped: dict[str, list[Change]
 def _details(
     out: _Output, grouped: dict[str, list[Change]], *, max_rows_per_repository: int, max_rows: int
 ) -> None:
-    rows_left = max_rows
-    skipped_repositories = skipped_changes = 0
-    exhausted = False
-    for repository, changes in grouped.items():
-        summary = f"<strong>{_html(repository)}</strong>: {_html(_repository_counts(changes))}"
-        opening = (
-            f"<details><summary>{summary}</summary>",
-            "",
-            "| Change | Digest | Tags | Before | After |",
-            "|---|---|---|---|---|",
-        )
-        if exhausted or rows_left <= 0 or not out.fits(*opening):
-            exhausted = True
-            skipped_repositories += 1
-            skipped_changes += len(changes)
-            continue
-        out.add(*opening)
-        shown = 0
-        for change in changes:
-            if shown >= max_rows_per_repository:
-                break
-            row = _markdown_row(change)
-            if rows_left <= 0 or not out.fits(row):
-                exhausted = True
-                break
-            out.add(row)
-            shown += 1
-            rows_left -= 1
-        out.add("")
-        if shown < len(changes):
-            out.add(f"… and {len(changes) - shown} more (see `diff --format json`).", "")
-        out.add("</details>", "")
-    if skipped_repositories:
-        out.add(
-            f"… and {_plural(skipped_changes, 'change')} in"
-            f" {_plural(skipped_repositories, 'more repository', 'more repositories')}"
-            " not shown here (see `diff --format json`).",
-        )
+    collapsible_sections(
+        out,
+        (
+            Section(
+                summary=f"<strong>{_html(repository)}</strong>: {_html(_repository_counts(changes))}",
+                rows=map(_markdown_row, changes),
+                total=len(changes),
+                items=len(changes),
+            )
+            for repository, changes in grouped.items()
+        ),
+        header=("| Change | Digest | Tags | Before | After |", "|---|---|---|---|---|"),
+        noun="change",
+        elsewhere="`diff --format json`",
+        max_rows_per_repository=max_rows_per_repository,
+        max_rows=max_rows,
+    )
 
 
 def _repository_counts(changes: Sequence[Change]) -> str:

@@ -25,7 +25,15 @@ from retention.render.common import (
     render_json,
     short_digest,
 )
-from retention.render.markdown import _code_cell, _html, _md, _Output, render_markdown
+from retention.render.markdown import (
+    Section,
+    _code_cell,
+    _html,
+    _md,
+    _Output,
+    collapsible_sections,
+    render_markdown,
+)
 from retention.render.text import render_text
 
 # The private names are the building blocks retention.render_diff renders the policy diff with.
@@ -33,6 +41,7 @@ __all__ = [
     "MARKDOWN_MAX_BYTES",
     "MARKDOWN_MAX_ROWS",
     "MARKDOWN_MAX_ROWS_PER_REPOSITORY",
+    "Section",
     "_Output",
     "_code_cell",
     "_html",
@@ -41,6 +50,7 @@ __all__ = [
     "_short_tag",
     "_shorten_digests",
     "_visible",
+    "collapsible_sections",
     "human_bytes",
     "render_json",
     "render_markdown",

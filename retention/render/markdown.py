@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from retention.plan import (
 from retention.timefmt import format_time
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from retention.plan import Action, Plan, RepositorySummary
 
@@ -235,40 +236,43 @@ def _markdown_summary_table(
     )
 
 
-def _markdown_details(
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One repository's collapsible block: its summary (HTML-escaped), its rows, built lazily (a
+    repository with 100,000 deletions renders only the rows it shows), how many there are, and
+    how many items (actions, changes) it stands for when left out whole."""
+
+    summary: str
+    rows: Iterable[str]
+    total: int
+    items: int
+
+
+def collapsible_sections(
     out: _Output,
-    grouped: dict[str, list[Action]],
-    ranked: dict[str, list[Kept]],
+    sections: Iterable[Section],
     *,
+    header: tuple[str, str],
+    noun: str,
+    elsewhere: str,
     max_rows_per_repository: int,
     max_rows: int,
 ) -> None:
+    """Each section in `<details>` under the table `header`, capped per repository, in total and
+    by the output's byte budget; what is left out is counted and pointed `elsewhere`."""
     rows_left = max_rows
-    skipped_repositories = 0
-    skipped_actions = 0
+    skipped_repositories = skipped_items = 0
     exhausted = False
-    for repository in sorted(grouped):
-        actions = grouped[repository]
-        summary = f"<strong>{_html(repository)}</strong>: {_repository_changes(actions)}"
-        opening = (
-            f"<details><summary>{summary}</summary>",
-            "",
-            "| Op | Digest | Tags | Details | Reasons |",
-            "|---|---|---|---|---|",
-        )
+    for section in sections:
+        opening = (f"<details><summary>{section.summary}</summary>", "", *header)
         if exhausted or rows_left <= 0 or not out.fits(*opening):
             exhausted = True
             skipped_repositories += 1
-            skipped_actions += len(actions)
+            skipped_items += section.items
             continue
         out.add(*opening)
         shown = 0
-        # Version-aware keeps follow the actions: which group and rank saved an image is what a
-        # reviewer of "why was v1.4.0 deleted but not v1.4.1" needs next to the deletions.
-        kept = sorted(ranked.get(repository, ()), key=lambda k: k.digest)
-        total = len(actions) + len(kept)
-        # Lazily: a repository with 100,000 deletions renders only the rows it shows.
-        for row in chain(map(_markdown_row, actions), map(_markdown_kept_row, kept)):
+        for row in section.rows:
             if shown >= max_rows_per_repository:
                 break
             if rows_left <= 0 or not out.fits(row):
@@ -278,15 +282,46 @@ def _markdown_details(
             shown += 1
             rows_left -= 1
         out.add("")
-        if shown < total:
-            out.add(f"… and {total - shown} more (see the JSON plan).", "")
+        if shown < section.total:
+            out.add(f"… and {section.total - shown} more (see {elsewhere}).", "")
         out.add("</details>", "")
     if skipped_repositories:
         out.add(
-            f"… and {_plural(skipped_actions, 'action')} in"
+            f"… and {_plural(skipped_items, noun)} in"
             f" {_plural(skipped_repositories, 'more repository', 'more repositories')}"
-            " not shown here (see the JSON plan).",
+            f" not shown here (see {elsewhere}).",
         )
+
+
+def _markdown_details(
+    out: _Output,
+    grouped: dict[str, list[Action]],
+    ranked: dict[str, list[Kept]],
+    *,
+    max_rows_per_repository: int,
+    max_rows: int,
+) -> None:
+    def section(repository: str) -> Section:
+        actions = grouped[repository]
+        # Version-aware keeps follow the actions: which group and rank saved an image is what a
+        # reviewer of "why was v1.4.0 deleted but not v1.4.1" needs next to the deletions.
+        kept = sorted(ranked.get(repository, ()), key=lambda k: k.digest)
+        return Section(
+            summary=f"<strong>{_html(repository)}</strong>: {_repository_changes(actions)}",
+            rows=chain(map(_markdown_row, actions), map(_markdown_kept_row, kept)),
+            total=len(actions) + len(kept),
+            items=len(actions),
+        )
+
+    collapsible_sections(
+        out,
+        map(section, sorted(grouped)),
+        header=("| Op | Digest | Tags | Details | Reasons |", "|---|---|---|---|---|"),
+        noun="action",
+        elsewhere="the JSON plan",
+        max_rows_per_repository=max_rows_per_repository,
+        max_rows=max_rows,
+    )
 
 
 def _repository_changes(actions: Sequence[Action]) -> str:
