@@ -81,14 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_policy_argument(plan)
     _add_size_limits(plan, inputs=True)
-    source = plan.add_mutually_exclusive_group()
-    source.add_argument("--snapshot", metavar="FILE", help="inventory from a snapshot file")
-    source.add_argument(
-        "--registry",
-        metavar="REGISTRY",
-        help="inventory from a live registry (login server or https URL); default: $ACR_RETENTION_REGISTRY,"
-        " then the policy's registry",
-    )
+    _add_inventory_source(plan)
     _add_registry_options(plan)
     add_soft_delete_options(plan)
     plan.add_argument(
@@ -334,8 +327,8 @@ def _add_restore_parser(commands: Any) -> None:
     _add_registry_options(restore)
 
 
-def _add_inventory_source(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    source = parser.add_mutually_exclusive_group(required=required)
+def _add_inventory_source(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--snapshot", metavar="FILE", help="inventory from a snapshot file")
     source.add_argument(
         "--registry",
@@ -363,7 +356,7 @@ def _add_diff_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     _add_policy_argument(diff)
     _add_size_limits(diff, inputs=True)
-    _add_inventory_source(diff, required=False)
+    _add_inventory_source(diff)
     _add_registry_options(diff)
     diff.add_argument(
         "--now", type=_rfc3339, metavar="TIME", help="RFC 3339 time that both plans measure ages from"
@@ -412,7 +405,7 @@ def _add_explain_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
         help="plan this policy (file or directory, repeatable; default $ACR_RETENTION_POLICY) instead",
     )
     _add_size_limits(explain, inputs=True)
-    _add_inventory_source(explain, required=False)
+    _add_inventory_source(explain)
     _add_registry_options(explain)
     explain.add_argument(
         "--now", type=_rfc3339, metavar="TIME", help="RFC 3339 time that ages are measured from"
