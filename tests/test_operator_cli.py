@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -173,10 +174,6 @@ def test_no_credential_at_all_says_where_one_comes_from() -> None:
 def run_in_a_terminal(command: list[str], env: dict[str, str], timeout: float = 120) -> str:
     """Run `command` with stdin, stdout and stderr on a pseudo-terminal, as an operator would;
     everything it wrote, as text."""
-    import os  # noqa: PLC0415
-    import pty  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import time  # noqa: PLC0415
 
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
@@ -204,14 +201,6 @@ def test_apply_on_a_terminal_keeps_json_off_the_screen_and_says_where_the_report
 ) -> None:
     """On a terminal the plan is coloured, the progress line shows rate and time, no JSON line is
     printed, and the report goes to a file of its own whose path is the last line."""
-    import os  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    from azure.containerregistry import ContainerRegistryClient  # noqa: PLC0415
-
-    from retention import registry  # noqa: PLC0415
-    from tests import pushes  # noqa: PLC0415
-    from tests.emulator import FakeCredential  # noqa: PLC0415
 
     with ContainerRegistryClient(
         emulator.endpoint, FakeCredential("admin-token"), audience="https://containerregistry.azure.net"

@@ -31,6 +31,7 @@ from retention.errors import (
 )
 from retention.inuse import ImageUses, InUseError
 from retention.inuse.files import read_file
+from retention.inuse.references import registry_host
 from retention.pipeline import plan_from_registry, plan_from_snapshot, snapshot_registry
 from retention.plan import iter_plan_json
 from retention.planfile import load_plan, plan_key
@@ -386,8 +387,10 @@ def _connection(args: argparse.Namespace, *, fallback: str | None) -> Connection
     if target.completed:
         # `az acr -n myreg` habit: a bare registry name is its azurecr.io login server; say so.
         log.info("registry_name_completed", given=name.strip(), registry=target.login_server)
-    policy_registry = RegistryTarget.parse(fallback).login_server if fallback else None
-    if policy_registry and target.login_server.casefold() != policy_registry.casefold():
+    # The host part only: a policy's registry is compared as image references name it, and a
+    # malformed one must not fail a run that names its registry on the command line.
+    policy_registry = registry_host(fallback) if fallback else None
+    if policy_registry and target.login_server.casefold() != policy_registry:
         # A policy written for one registry, run against another: legal (staging, a copy), but
         # worth a word, since the policy's authors may not have meant it.
         log.warning(

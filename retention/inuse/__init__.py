@@ -111,7 +111,3 @@ class InUse:
                 if tag in tags:
                     found[manifest.digest].update(tags[tag])
         return {digest: tuple(sorted(usages)) for digest, usages in found.items()}
-
-    @property
-    def reference_count(self) -> int:
-        return sum(len(r.digests) + len(r.tags) for r in self.repositories.values())
