@@ -76,6 +76,17 @@ rules:
 """
 
 
+def throttling(args: argparse.Namespace) -> dict[str, Any]:
+    """The emulator's budgets: the SKU's, the delete bucket at --delete-budget, the minute shrunk
+    --time-scale times (and Retry-After in milliseconds then, a second being a long time)."""
+    return {
+        "preset": SKU,
+        "time_scale": args.time_scale,
+        "delete": args.delete_budget,
+        "fractional_retry_after": args.time_scale != 1,
+    }
+
+
 # --- the quickstart, in a fresh interpreter -------------------------------------------------
 
 
@@ -318,7 +329,7 @@ def run_all(args: argparse.Namespace, emulator: EmulatorProcess, scratch: Path) 
     common = ["--registry", emulator.endpoint, "--policy", policy, "--now", args.now]
     common += ["--concurrency", str(args.concurrency)]
     seeded: list[str] = emulator.ask("contents")
-    emulator.ask("throttle", args.delete_budget, args.time_scale)
+    emulator.ask("throttle", throttling(args))
 
     print("planning (acr-retention plan --format json) ...", flush=True)
     plan_file = scratch / "plan.json"
@@ -335,7 +346,7 @@ def run_all(args: argparse.Namespace, emulator: EmulatorProcess, scratch: Path) 
     (scratch / "deletes.json").write_text(json.dumps(planned), encoding="utf-8")
 
     print(f"applying ({len(planned):,} deletes) ...", flush=True)
-    emulator.ask("throttle", args.delete_budget, args.time_scale)
+    emulator.ask("throttle", throttling(args))
     budgets = client_budgets(args)
     report = scratch / "report.jsonl"
     command = [*cli(), "apply", *common, "--yes", "--report", str(report)]
@@ -353,7 +364,7 @@ def run_all(args: argparse.Namespace, emulator: EmulatorProcess, scratch: Path) 
     print("seeding a fresh registry for the quickstart ...", flush=True)
     emulator.ask("seed")
     reseeded: list[str] = emulator.ask("contents")
-    emulator.ask("throttle", args.delete_budget, args.time_scale)
+    emulator.ask("throttle", throttling(args))
     limit = args.baseline_deletes
     shown = f"the first {limit:,} of " if limit is not None and limit < len(planned) else ""
     print(f"running the quickstart loop ({shown}{len(planned):,} deletes, one at a time) ...", flush=True)
@@ -726,6 +737,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="K",
         help="run the quickstart loop on the first K deletes only and extrapolate linearly",
     )
+    peers = parser.add_argument_group("side by side with acr purge (benchmarks/peer.py)")
+    peers.add_argument("--peer", metavar="PATH", help="an acr binary: run the acr purge comparison instead")
+    peers.add_argument(
+        "--peer-sku",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        default=["standard", "premium"],
+        metavar="SKU[,SKU]",
+        help="budgets to compare at (default standard,premium)",
+    )
+    peers.add_argument("--burst", type=positive_float, default=20.0, help="every bucket's size (default 20)")
+    peers.add_argument(
+        "--peer-concurrency", type=positive, help="acr purge's --concurrency (default its own)"
+    )
     parser.add_argument("--run-quickstart", metavar="FILE", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
@@ -734,6 +758,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_quickstart:
         print(json.dumps(run_quickstart(args.endpoint, args.run_quickstart, args.limit)))
         return 0
+    if args.peer:
+        import peer  # noqa: PLC0415 - it imports this module
+
+        return peer.run(args)
 
     snapshot = cached_snapshot(args.repositories, args.manifests_per_repo, args.seed)
     print("starting and seeding the emulator ...", flush=True)

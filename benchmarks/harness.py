@@ -114,10 +114,21 @@ def serve_emulator(pipe: PipeEnd[Any, Any], snapshot: str, latency_ms: float, ji
             elif command == "seed":
                 pipe.send(seed())
             elif command == "throttle":
-                deletes_per_minute, time_scale = arguments
                 # Setting the budgets also refills every bucket: each variant starts from the same state.
-                emulator.faults.throttle(SKU, time_scale=time_scale, delete=deletes_per_minute)
+                emulator.faults.throttle(**arguments[0])
                 pipe.send(None)
+            elif command == "basic-user":
+                user, password = arguments
+                roles = {"metadata_read", "metadata_write", "delete", "pull", "push", "catalog"}
+                emulator.add_basic_user(user, password, roles=roles)
+                pipe.send(None)
+            elif command == "tagged-contents":
+                inventory = emulator.dump()
+                pipe.send(
+                    sorted(
+                        f"{r.name}@{m.digest}" for r in inventory.repositories for m in r.manifests if m.tags
+                    )
+                )
             elif command == "contents":
                 inventory = emulator.dump()
                 pipe.send(sorted(f"{r.name}@{m.digest}" for r in inventory.repositories for m in r.manifests))

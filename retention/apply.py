@@ -24,7 +24,7 @@ from retention.executor import Execution, Limits, Outcome, Record, execute
 from retention.matchers import compile_globs
 from retention.plan import DeleteManifest, DeleteTag
 from retention.policyload import policy_from_canonical
-from retention.ratelimit import SKU_LIMITS, AdaptiveLimiter, OperationClass
+from retention.ratelimit import AdaptiveLimiter, Budgets, OperationClass
 from retention.recovery import recovery_line, report_entry
 from retention.registry import RegistryWriter, close_credential
 from retention.render import human_bytes
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from retention.registry.arm import SoftDeletePolicy
 
 # The documented limits are per identity; other clients (CI pushes, kubelets pulling) share them.
-BUDGET_SHARE = 0.5
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _REDRAW_S = 0.1  # a progress line redrawn more often only flickers
 
@@ -64,23 +63,6 @@ class ApplyResult:
     bytes_freed_upper_bound: int = 0
     throttled: int = 0
     duration_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class Budgets:
-    per_minute: dict[OperationClass, float]
-
-    @classmethod
-    def for_sku(
-        cls, sku: str, *, deletes: float | None, writes: float | None, reads: float | None
-    ) -> Budgets:
-        given = {OperationClass.DELETE: deletes, OperationClass.WRITE: writes, OperationClass.READ: reads}
-        return cls(
-            per_minute={
-                op: limit * BUDGET_SHARE if given[op] is None else float(given[op] or 0)
-                for op, limit in SKU_LIMITS[sku].items()
-            }
-        )
 
 
 # How far in the future a saved plan's inventory time may lie: clocks of the machine that planned
@@ -234,7 +216,12 @@ def run_apply(
             f" max_deletes {plan.max_deletes}; nothing was changed\n"
         )
         return ApplyResult(exit_code=EXIT_OVER_LIMIT)
-    limiters = {op: AdaptiveLimiter(per_minute=rate) for op, rate in budgets.per_minute.items()}
+    # One budget per class for the whole run: the one the inventory spent, when it read this plan.
+    limiters = (
+        {op: AdaptiveLimiter(shared=shared) for op, shared in connection.budgets.items()}
+        if connection.budgets is not None
+        else budgets.limiters()
+    )
     deletes = limiters.get(OperationClass.DELETE)
     progress = Progress(
         len(plan.actions), stderr, budget=(lambda: deletes.per_minute) if deletes is not None else None

@@ -34,13 +34,18 @@ sending, so a cut applies to the very next request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+import multiprocessing
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, MutableSequence
+    from contextlib import AbstractContextManager
+    from multiprocessing.context import BaseContext
 
 
 class OperationClass(StrEnum):
@@ -58,49 +63,150 @@ SKU_LIMITS: dict[str, dict[OperationClass, float]] = {
 
 DECREASE_FACTOR = 0.7
 INCREASE_STEPS = 1000  # each success at the current rate raises it by 1/INCREASE_STEPS
+# After a cut, the rate climbs back quickly to just under the rate that was throttled (the
+# registry granted about that much a moment ago); only past it does the slow probe resume.
+RECOVERY_SHARE = 0.95
+RECOVERY_STEPS = 20  # each success closes 1/RECOVERY_STEPS of the gap to that rate
+# Between there and the throttled rate it creeps by time, not by successes: what a tooth of the
+# saw costs is its Retry-After pause (a whole second on ACR, however fast requests go), so the
+# creep is paced by the last pause: the 5% take CREEP_PAUSES pauses (50 s after 1 s pauses), and
+# the teeth stay as rare at 10,000 reads a minute as at 500 deletes.
+CREEP_PAUSES = 50
+DEFAULT_PAUSE_S = 1.0  # a 429 without Retry-After: the second ACR would have said
+
+# A limiter's state, slot by slot: a plain list for one process, shared memory for several.
+(
+    _RATE,
+    _CEILING,
+    _FLOOR,
+    _NEXT,
+    _PAUSED,
+    _EPOCH,
+    _THROTTLED,
+    _DECREASES,
+    _THROTTLED_AT,
+    _CREPT_AT,
+    _PAUSE,
+    _SENT,
+    _SUCCEEDED,
+) = range(13)
+_SLOTS = 13
 
 
-@dataclass
+def _initial(per_minute: float, ceiling: float | None, floor: float) -> list[float]:
+    values = [0.0] * _SLOTS
+    values[_RATE] = per_minute if ceiling is None else min(per_minute, ceiling)
+    values[_CEILING] = math.inf if ceiling is None else ceiling
+    values[_FLOOR] = floor
+    values[_NEXT] = values[_PAUSED] = -math.inf
+    return values
+
+
+class SharedBudget:
+    """One operation class's budget in shared memory, paced through by every process of a run.
+
+    The identity has one budget per class however many reader processes spend it, so they share
+    one limiter state, not a copy each. Hand it to a process when starting it (shared memory
+    travels by inheritance, not through queues). Times are `time.monotonic`: one clock for every
+    process of the machine.
+    """
+
+    def __init__(
+        self,
+        per_minute: float,
+        *,
+        ceiling_per_minute: float | None = None,
+        floor_per_minute: float = 6.0,
+        context: BaseContext | None = None,
+    ) -> None:
+        context = context or multiprocessing.get_context("spawn")
+        self.values: MutableSequence[float] = context.RawArray(
+            "d", _initial(per_minute, ceiling_per_minute, floor_per_minute)
+        )
+        self.lock: AbstractContextManager[Any] = context.Lock()
+
+
 class AdaptiveLimiter:
     """Paces requests at `per_minute`, which adapts: cut by 30% on a 429, raised on success.
 
-    `reserve` is the pure core (the clock is a parameter of the limiter, so a
-    simulation can drive it); `acquire` waits for the reserved slot.
+    Without `ceiling_per_minute` the rate keeps probing upward (documented limits are
+    approximate and support can raise them); with one, it never passes it. `shared` puts the
+    state in shared memory, for several processes spending one budget. `reserve` is the pure
+    core (the clock is a parameter, so a simulation can drive it); `acquire` waits for the slot.
     """
 
-    per_minute: float
-    ceiling_per_minute: float | None = None  # default: the starting budget
-    floor_per_minute: float = 6.0
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    throttled_count: int = 0
-    decreases: int = 0
-    _next_slot: float = field(init=False, default=float("-inf"))
-    _paused_until: float = field(init=False, default=float("-inf"))
-    _epoch: int = field(init=False, default=0)
+    def __init__(
+        self,
+        per_minute: float | None = None,
+        *,
+        ceiling_per_minute: float | None = None,
+        floor_per_minute: float = 6.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        shared: SharedBudget | None = None,
+    ) -> None:
+        self.clock = clock
+        self.sleep = sleep
+        if shared is not None:
+            self._values, self._lock = shared.values, shared.lock
+        elif per_minute is None:
+            raise TypeError("AdaptiveLimiter needs per_minute or shared")
+        else:
+            self._values = _initial(per_minute, ceiling_per_minute, floor_per_minute)
+            self._lock = contextlib.nullcontext()
 
-    def __post_init__(self) -> None:
-        if self.ceiling_per_minute is None:
-            self.ceiling_per_minute = self.per_minute
+    @property
+    def per_minute(self) -> float:
+        return self._values[_RATE]
+
+    @per_minute.setter
+    def per_minute(self, value: float) -> None:
+        with self._lock:
+            self._values[_RATE] = value
+
+    @property
+    def ceiling_per_minute(self) -> float | None:
+        ceiling = self._values[_CEILING]
+        return None if math.isinf(ceiling) else ceiling
+
+    @property
+    def floor_per_minute(self) -> float:
+        return self._values[_FLOOR]
 
     @property
     def epoch(self) -> int:
-        return self._epoch
+        return int(self._values[_EPOCH])
 
     @property
     def paused_until(self) -> float:
-        return self._paused_until
+        return self._values[_PAUSED]
+
+    @property
+    def throttled_count(self) -> int:
+        """429s seen, by every process sharing the budget."""
+        return int(self._values[_THROTTLED])
+
+    @property
+    def decreases(self) -> int:
+        return int(self._values[_DECREASES])
+
+    @property
+    def sent(self) -> int:
+        """Slots handed out: requests sent (or about to be), by every process sharing the budget."""
+        return int(self._values[_SENT])
 
     def reserve(self) -> tuple[float, int]:
         """Claim the next slot: (seconds to wait before sending, the epoch it belongs to).
 
-        No burst is saved up while idle: a burst is what makes ACR throttle "for up
-        to a full minute after a large burst".
+        No burst is saved up while idle: a burst is what makes ACR throttle "for up to a full
+        minute after a large burst".
         """
-        now = self.clock()
-        start = max(now, self._next_slot, self._paused_until)
-        self._next_slot = start + 60.0 / self.per_minute
-        return start - now, self._epoch
+        with self._lock:
+            values = self._values
+            now = self.clock()
+            start = max(now, values[_NEXT], values[_PAUSED])
+            values[_NEXT] = start + 60.0 / values[_RATE]
+            return start - now, int(values[_EPOCH])
 
     async def acquire(self) -> int:
         """Wait until a request of this class may start; returns its epoch for the answer."""
@@ -109,25 +215,87 @@ class AdaptiveLimiter:
             if delay > 0:
                 await self.sleep(delay)
             # A decrease while this slot was waiting re-spaces it at the new rate.
-            if epoch == self._epoch and self.clock() >= self._paused_until:
-                return epoch
+            with self._lock:
+                values = self._values
+                if epoch == values[_EPOCH] and self.clock() >= values[_PAUSED]:
+                    values[_SENT] += 1
+                    return epoch
 
     def throttled(self, retry_after: float | None, sent_in: int | None = None) -> None:
         """A 429: hold every worker until Retry-After; decrease once per epoch."""
-        self.throttled_count += 1
-        now = self.clock()
-        if retry_after is not None and retry_after > 0:
-            self._paused_until = max(self._paused_until, now + retry_after)
-        if sent_in is not None and sent_in != self._epoch:
-            return
-        self.decreases += 1
-        self._epoch += 1
-        self.per_minute = max(self.floor_per_minute, self.per_minute * DECREASE_FACTOR)
-        self._next_slot = max(now, self._paused_until)
+        with self._lock:
+            values = self._values
+            values[_THROTTLED] += 1
+            now = self.clock()
+            if retry_after is not None and retry_after > 0:
+                values[_PAUSED] = max(values[_PAUSED], now + retry_after)
+            if sent_in is not None and sent_in != values[_EPOCH]:
+                return
+            values[_DECREASES] += 1
+            values[_EPOCH] += 1
+            values[_THROTTLED_AT] = values[_RATE]
+            values[_CREPT_AT] = now
+            values[_PAUSE] = retry_after if retry_after is not None and retry_after > 0 else DEFAULT_PAUSE_S
+            values[_RATE] = max(values[_FLOOR], values[_RATE] * DECREASE_FACTOR)
+            values[_NEXT] = max(now, values[_PAUSED])
 
     def succeeded(self, sent_in: int | None = None) -> None:
-        """A success at the current rate: 0.1% up, never past the ceiling."""
-        if sent_in is not None and sent_in != self._epoch:
-            return
-        ceiling = self.ceiling_per_minute or self.per_minute
-        self.per_minute = min(ceiling, self.per_minute * (1.0 + 1.0 / INCREASE_STEPS))
+        """A success at the current rate: back up quickly to just under the last throttled rate,
+        then 0.1% at a time; never past the ceiling."""
+        with self._lock:
+            values = self._values
+            values[_SUCCEEDED] += 1
+            if sent_in is not None and sent_in != values[_EPOCH]:
+                return
+            rate = values[_RATE]
+            throttled_at = values[_THROTTLED_AT]
+            if rate < throttled_at * RECOVERY_SHARE - rate / INCREASE_STEPS:
+                rate += (throttled_at * RECOVERY_SHARE - rate) / RECOVERY_STEPS
+            elif rate < throttled_at:
+                now = self.clock()
+                pause = values[_PAUSE]
+                waited = min(pause, max(0.0, now - values[_CREPT_AT]))
+                rate *= 1.0 + (1.0 - RECOVERY_SHARE) * waited / (CREEP_PAUSES * pause)
+                values[_CREPT_AT] = now
+            else:
+                rate *= 1.0 + 1.0 / INCREASE_STEPS
+            values[_RATE] = min(values[_CEILING], rate)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Where each class's limiter starts, and where it stops: the documented per-identity limits
+    of the registry's SKU, probed upward from there; or what `--max-*-per-minute` says, which is
+    then also the cap."""
+
+    per_minute: dict[OperationClass, float]
+    ceilings: dict[OperationClass, float] = field(default_factory=dict)
+
+    @classmethod
+    def for_sku(
+        cls,
+        sku: str,
+        *,
+        deletes: float | None = None,
+        writes: float | None = None,
+        reads: float | None = None,
+    ) -> Budgets:
+        given = {OperationClass.DELETE: deletes, OperationClass.WRITE: writes, OperationClass.READ: reads}
+        caps = {op: float(value) for op, value in given.items() if value is not None}
+        return cls(
+            per_minute={op: caps.get(op, limit) for op, limit in SKU_LIMITS[sku].items()}, ceilings=caps
+        )
+
+    def limiters(self) -> dict[OperationClass, AdaptiveLimiter]:
+        """A limiter per class, for this process alone."""
+        return {
+            op: AdaptiveLimiter(per_minute=rate, ceiling_per_minute=self.ceilings.get(op))
+            for op, rate in self.per_minute.items()
+        }
+
+    def shared(self, context: BaseContext | None = None) -> dict[OperationClass, SharedBudget]:
+        """The same, in shared memory: one budget per class for every process of the run."""
+        return {
+            op: SharedBudget(rate, ceiling_per_minute=self.ceilings.get(op), context=context)
+            for op, rate in self.per_minute.items()
+        }

@@ -425,6 +425,7 @@ async def _execute(
     connection: Connection,
     *,
     per_minute: float,
+    ceiling_per_minute: float | None,
     concurrency: int,
     force: bool,
     report: Callable[[RestoreRecord], None],
@@ -444,7 +445,7 @@ async def _execute(
             run = _Run(
                 SoftDelete(writer.client, connection),
                 writer,
-                AdaptiveLimiter(per_minute=per_minute),
+                AdaptiveLimiter(per_minute=per_minute, ceiling_per_minute=ceiling_per_minute),
                 report,
                 stop,
                 force,
@@ -490,6 +491,7 @@ def run_restore(
     force: bool,
     report: IO[str],
     stderr: IO[str],
+    ceiling_per_minute: float | None = None,
 ) -> RestoreResult:
     """Restore `items`; one JSON line per call on `report`, a summary line on `stderr`."""
     log = logs.get_logger()
@@ -502,7 +504,15 @@ def run_restore(
         )
 
     records, signal_seen, denied = asyncio.run(
-        _execute(items, connection, per_minute=per_minute, concurrency=concurrency, force=force, report=write)
+        _execute(
+            items,
+            connection,
+            per_minute=per_minute,
+            ceiling_per_minute=ceiling_per_minute,
+            concurrency=concurrency,
+            force=force,
+            report=write,
+        )
     )
     counts: Counter[str] = Counter(str(r.outcome) for r in records)
     stderr.write("Restored: " + ", ".join(f"{counts[str(o)]} {o}" for o in RestoreOutcome) + ".\n")

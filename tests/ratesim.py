@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import math
 import random
 import selectors
 from dataclasses import dataclass
@@ -119,6 +120,8 @@ def simulate(
     latency_s: float = 0.020,
     seconds: float = 600.0,
     seed: int = 1,
+    ceiling_per_minute: float | None = None,
+    whole_seconds: bool = False,
 ) -> Outcome:
     """`workers` tasks sending back to back for `seconds` through one executor with
     `--concurrency workers`, against a registry bucket; what the registry answered."""
@@ -131,6 +134,8 @@ def simulate(
             latency_s=latency_s,
             seconds=seconds,
             seed=seed,
+            ceiling_per_minute=ceiling_per_minute,
+            whole_seconds=whole_seconds,
         )
     )
 
@@ -144,9 +149,13 @@ async def _simulate(
     latency_s: float,
     seconds: float,
     seed: int,
+    ceiling_per_minute: float | None,
+    whole_seconds: bool,
 ) -> Outcome:
     loop = asyncio.get_running_loop()
-    limiter = AdaptiveLimiter(per_minute=client_per_minute, clock=loop.time)
+    limiter = AdaptiveLimiter(
+        per_minute=client_per_minute, ceiling_per_minute=ceiling_per_minute, clock=loop.time
+    )
     execution = Execution(
         # `attempt` touches neither the writer nor the policy: the call it makes is `send` below.
         writer=cast("Writer", None),
@@ -176,9 +185,10 @@ async def _simulate(
         if allowed:
             return True
         throttled += 1
-        raise WriteFailedError(
-            "429 throttled", status=429, retryable=True, retry_after=max((1 - tokens) / rate, 0.001)
-        )
+        wait = max((1 - tokens) / rate, 0.001)
+        # ACR and RFC 9110 say whole seconds; the emulator's time-scaled tests use fractions.
+        retry_after = float(math.ceil(wait)) if whole_seconds else wait
+        raise WriteFailedError("429 throttled", status=429, retryable=True, retry_after=retry_after)
 
     async def worker() -> None:
         while loop.time() < seconds:

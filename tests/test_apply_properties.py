@@ -22,11 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retention import logs
-from retention.apply import Budgets, run_apply
+from retention.apply import run_apply
 from retention.inventory import Inventory, Manifest, Repository, Tag
 from retention.pipeline import plan_from_registry
 from retention.plan import DeleteManifest, Plan
 from retention.policyload import load_policy
+from retention.ratelimit import Budgets
 from retention.registry import Connection, RegistryTarget
 from tests import pushes
 from tests.emulator import AsyncFakeCredential, FakeCredential

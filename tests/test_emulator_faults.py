@@ -78,10 +78,24 @@ def test_throttling_answers_429_with_a_retry_after_that_counts_down(
     assert emulator.counters.count("catalog", 429) == 2
 
 
-def test_time_scale_shrinks_the_minute_and_retry_after_becomes_fractional(
+def test_retry_after_is_whole_seconds_by_default_even_when_the_minute_is_shrunk(
     raw: RawClient, emulator: Emulator, clock: Clock
 ) -> None:
+    """As ACR sends it and RFC 9110 defines it: a quarter of a second left is "1", never "0.250"
+    (Go clients such as acr purge stall on fractions) and never "0" (which means "back off")."""
     emulator.faults.throttle(delete=1, time_scale=60)
+    assert raw.request("DELETE", "/acr/v1/app/_tags/v1").status == 401
+    assert raw.request("DELETE", "/acr/v1/app/_tags/v1").header("Retry-After") == "1"
+    clock.now += 0.75
+    assert raw.request("DELETE", "/acr/v1/app/_tags/v1").header("Retry-After") == "1"
+    clock.now += 0.25
+    assert raw.request("DELETE", "/acr/v1/app/_tags/v1").status == 401
+
+
+def test_time_scale_with_fractional_retry_after_counts_milliseconds(
+    raw: RawClient, emulator: Emulator, clock: Clock
+) -> None:
+    emulator.faults.throttle(delete=1, time_scale=60, fractional_retry_after=True)
     assert raw.request("DELETE", "/acr/v1/app/_tags/v1").status == 401
     assert raw.request("DELETE", "/acr/v1/app/_tags/v1").header("Retry-After") == "1.000"
     clock.now += 0.75

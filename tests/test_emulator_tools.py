@@ -225,3 +225,36 @@ def test_standalone_server_prints_its_endpoint_and_serves() -> None:
         assert raw.authorized("GET", "/acr/v1/_catalog").json()["repositories"][0] == "base/python"
         server.terminate()
         assert server.wait(timeout=30) == 0
+
+
+def test_standalone_server_takes_per_class_limits_bursts_and_fractional_retry_after() -> None:
+    """Two reads a minute from a one-request bucket, the minute shrunk 60 times: the second read
+    waits half a second, said in milliseconds only because the command line asks for it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [
+        sys.executable, "-m", "tests.emulator", "--limit", "read=2", "--burst", "read=1",
+        "--time-scale", "60", "--fractional-retry-after",
+    ]  # fmt: skip
+    with subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as server:
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(2)]
+        host, port = lines[0].split()[1].removeprefix("https://").split(":")
+        raw = RawClient(host, int(port), lines[1].split()[2])
+        assert raw.request("GET", "/v2/").status == 401
+        refused = raw.request("GET", "/v2/")
+        assert refused.status == 429
+        assert 0.4 < float(refused.header("Retry-After") or "0") <= 0.5
+        server.terminate()
+        assert server.wait(timeout=30) == 0
+
+
+def test_standalone_server_refuses_an_unknown_operation_class() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.emulator", "--burst", "pull=5"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "'pull' is not one of read, write, delete, oauth" in result.stderr

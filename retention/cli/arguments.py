@@ -28,7 +28,6 @@ from retention.cli.options import (
 )
 from retention.inputfiles import DATA_LIMIT, format_size
 from retention.planfile import PLAN_KEY_VARIABLE
-from retention.ratelimit import SKU_LIMITS
 from retention.redact import redact
 
 
@@ -188,15 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="color the plan shown before applying (auto: on a terminal, unless NO_COLOR is set)",
     )
+    apply.add_argument("--max-deletes-per-minute", type=_positive, metavar="N", help="cap on deletes")
     apply.add_argument(
-        "--sku",
-        choices=sorted(SKU_LIMITS),
-        default="standard",
-        help="request budgets start at half this SKU's documented per-identity limits (default standard)",
+        "--max-writes-per-minute", type=_positive, metavar="N", help="cap on writes (PATCH: locks, unlocks)"
     )
-    apply.add_argument("--max-deletes-per-minute", type=_positive, metavar="N", help="DELETE budget")
-    apply.add_argument("--max-writes-per-minute", type=_positive, metavar="N", help="PATCH budget (locks)")
-    apply.add_argument("--max-reads-per-minute", type=_positive, metavar="N", help="GET budget (listings)")
     _add_registry_options(apply)
     add_soft_delete_options(apply)
     _add_in_use_options(apply)
@@ -315,7 +309,7 @@ def _add_restore_parser(commands: Any) -> None:
         "--max-writes-per-minute",
         type=_positive,
         metavar="N",
-        help="restore and lock budget (default: half the Standard SKU's write limit)",
+        help="cap on restores and locks (default: start at the --sku's write limit and adapt)",
     )
     restore.add_argument(
         "--max-input-size",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retention import __version__, logs, registry
-from retention.apply import Budgets, PlanRefusedError, check_saved_plan, confirm, only_repositories, run_apply
+from retention.apply import PlanRefusedError, check_saved_plan, confirm, only_repositories, run_apply
 from retention.cli.options import PROG
 from retention.errors import (
     EXIT_CHANGES,
@@ -37,6 +37,7 @@ from retention.plan import iter_plan_json
 from retention.planfile import load_plan, plan_key
 from retention.policy import InUseSetting
 from retention.policyload import SCHEMA, load_policy, validate
+from retention.ratelimit import Budgets
 from retention.recovery import plan_recovery, recovery_line
 from retention.registry import Connection, RegistryTarget
 from retention.registry.cache import default_cache_path
@@ -253,12 +254,7 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
     if not plan.over_limit and not confirm(plan, assume_yes=args.yes, stdin=sys.stdin, stderr=sys.stderr):
         sys.stderr.write(f"{PROG}: not applied\n")
         return EXIT_ERROR
-    budgets = Budgets.for_sku(
-        args.sku,
-        deletes=args.max_deletes_per_minute,
-        writes=args.max_writes_per_minute,
-        reads=args.max_reads_per_minute,
-    )
+    budgets = _budgets(args)
     execute = partial(
         run_apply,
         plan,
@@ -404,6 +400,16 @@ def _connection(args: argparse.Namespace, *, fallback: str | None) -> Connection
         concurrency=args.concurrency,
         processes=args.processes,
         cache_path=None if args.no_cache else (args.cache or str(default_cache_path())),
+        budgets=_budgets(args).shared(),
+    )
+
+
+def _budgets(args: argparse.Namespace) -> Budgets:
+    return Budgets.for_sku(
+        args.sku,
+        deletes=getattr(args, "max_deletes_per_minute", None),
+        writes=getattr(args, "max_writes_per_minute", None),
+        reads=args.max_reads_per_minute,
     )
 
 

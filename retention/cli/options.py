@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from retention.inputfiles import DATA_LIMIT, POLICY_LIMIT, format_size, parse_size
 from retention.matchers import GrammarError, parse_duration
 from retention.metrics import DEFAULT_JOB, Pushgateway
+from retention.ratelimit import SKU_LIMITS
 from retention.registry import DEFAULT_AUDIENCE
 from retention.timefmt import parse_time
 
@@ -152,6 +153,28 @@ def _add_registry_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="reader processes for the inventory (default 1, or $ACR_RETENTION_PROCESSES): the SDK's"
         " listing is CPU-bound, so a registry of millions of manifests reads faster with one per core",
+    )
+    budget = parser.add_argument_group(
+        "request budgets",
+        "ACR throttles each identity per minute and operation class (reads, writes, deletes). Every"
+        " request of the run, inventory included and however many reader processes, paces through one"
+        " budget per class: it starts at the --sku's documented limit, is cut by 30% on a 429 (everyone"
+        " waits out Retry-After), climbs back to just under the throttled rate and keeps probing"
+        " upward; --max-*-per-minute starts it there and caps it.",
+    )
+    budget.add_argument(
+        "--sku",
+        choices=sorted(SKU_LIMITS),
+        default="standard",
+        help="the registry's SKU, whose documented per-identity limits the budgets start from"
+        " (default standard; standard: 5,000 reads, 1,000 writes, 500 deletes"
+        " a minute; premium: 10,000, 2,000, 2,000)",
+    )
+    budget.add_argument(
+        "--max-reads-per-minute",
+        type=_positive,
+        metavar="N",
+        help="cap on reads (GET: listings, content): the inventory and apply's checks",
     )
 
 

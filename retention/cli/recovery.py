@@ -17,7 +17,7 @@ from retention.cli.commands import _connection, _report_file
 from retention.cli.options import PROG
 from retention.errors import EXIT_ERROR, EXIT_OK, RetentionError, WriteFailedError
 from retention.matchers import compile_globs
-from retention.ratelimit import SKU_LIMITS, OperationClass
+from retention.ratelimit import Budgets, OperationClass
 from retention.recovery import recoverable_until
 from retention.registry import RegistryError, RegistryWriter, close_credential
 from retention.registry.arm import RESOURCE_ID, SoftDeletePolicy, read_soft_delete
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from typing import IO
 
     from retention.registry import Connection
-
-BUDGET_SHARE = 0.5  # as apply: the documented limits are shared with everyone else's clients
 
 
 def soft_delete_policy(args: argparse.Namespace, connection: Connection) -> SoftDeletePolicy:
@@ -192,13 +190,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not _confirm(len(items), connection.target.login_server, args):
         sys.stderr.write(f"{PROG}: not restored\n")
         return EXIT_ERROR
-    per_minute = args.max_writes_per_minute or SKU_LIMITS["standard"][OperationClass.WRITE] * BUDGET_SHARE
+    budgets = Budgets.for_sku(args.sku, writes=args.max_writes_per_minute)
 
     def execute(report: IO[str]) -> int:
         result = run_restore(
             items,
             connection,
-            per_minute=float(per_minute),
+            per_minute=budgets.per_minute[OperationClass.WRITE],
+            ceiling_per_minute=budgets.ceilings.get(OperationClass.WRITE),
             concurrency=args.concurrency,
             force=args.force,
             report=report,

@@ -35,7 +35,9 @@ from azure.core.pipeline.policies import AsyncHTTPPolicy, AsyncRetryPolicy
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import HttpRequest
 
+from retention.ratelimit import AdaptiveLimiter
 from retention.redact import redact
+from retention.registry.budget import RequestBudget
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -320,13 +322,21 @@ class JitteredRetryPolicy(AsyncRetryPolicy):  # type: ignore[type-arg]
         return None if value is None else float(value) * random.uniform(1.0, 1.2)  # noqa: S311
 
 
-def open_client(connection: Connection) -> tuple[ContainerRegistryClient, TokenCache]:
+def open_client(
+    connection: Connection, *, budgeted: bool = False
+) -> tuple[ContainerRegistryClient, TokenCache]:
+    """An SDK client with the token cache; `budgeted`: every request within the connection's
+    shared budgets (the inventory; the executor paces its own requests)."""
     cache = TokenCache(connection.target, connection.credential, connection.audience)
+    budget = []
+    if budgeted and connection.budgets is not None:
+        budget = [RequestBudget({op: AdaptiveLimiter(shared=b) for op, b in connection.budgets.items()})]
     client = ContainerRegistryClient(
         connection.target.endpoint,
         connection.credential,
         audience=connection.audience,
         per_call_policies=[cache],
+        per_retry_policies=budget,
         retry_policy=JitteredRetryPolicy(
             retry_total=8, retry_status=6, retry_backoff_factor=0.8, retry_backoff_max=60
         ),

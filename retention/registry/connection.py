@@ -21,9 +21,11 @@ from retention.redact import redact, redact_url
 from retention.registry.auth import ACCESS_TOKEN_VARIABLE, StaticTokenCredential, wrong_audience
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
 
     from azure.core.credentials_async import AsyncTokenCredential
+
+    from retention.ratelimit import OperationClass, SharedBudget
 
 
 DEFAULT_AUDIENCE = "https://containerregistry.azure.net"
@@ -72,6 +74,9 @@ class Connection:
     concurrency: int = 8  # repositories read at once, per reader process
     processes: int = 1  # reader processes for the inventory (retention.parallel)
     cache_path: str | None = None  # the content cache (retention.registry.cache); None: no cache
+    # One budget per operation class for the whole run, in shared memory so that reader processes
+    # spend it together (retention.ratelimit); None: the inventory is not paced.
+    budgets: Mapping[OperationClass, SharedBudget] | None = None
 
 
 @contextlib.asynccontextmanager

@@ -284,7 +284,7 @@ class Skipped:
 
 async def list_names(connection: Connection, needs: Needs, repositories: Sequence[str] = ()) -> list[str]:
     """`_repository_names` with a client of its own, for the process that hands out the catalog."""
-    client, _ = open_client(connection)
+    client, _ = open_client(connection, budgeted=True)
     try:
         async with client, registry_errors(connection):
             return await _repository_names(client, needs, repositories)
@@ -296,7 +296,7 @@ async def read_shard(
     connection: Connection, needs: Needs, names: Sequence[str]
 ) -> AsyncIterator[Repository | Skipped]:
     """These repositories, in this order, each read or skipped; for a reader process."""
-    client, tokens = open_client(connection)
+    client, tokens = open_client(connection, budgeted=True)
     contents = open_cache(connection.cache_path)
     try:
         async with client, registry_errors(connection):
@@ -312,7 +312,7 @@ async def read_registry(
     connection: Connection, needs: Needs, *, repositories: Sequence[str] = ()
 ) -> AsyncIterator[Repository]:
     """Every selected repository, in catalog order, `concurrency` of them read at once."""
-    client, tokens = open_client(connection)
+    client, tokens = open_client(connection, budgeted=True)
     contents = open_cache(connection.cache_path)
     async with client, registry_errors(connection):
         names = await _repository_names(client, needs, repositories)

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from tests.emulator.faults import PRESETS
+from tests.emulator.faults import CLASSES, PRESETS, OperationClass
 from tests.emulator.server import Emulator
 
 
@@ -29,6 +29,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--throttle", choices=[*sorted(PRESETS), "off"], default="off")
     parser.add_argument("--time-scale", type=float, default=1.0, help="60: a minute's budget per second")
+    parser.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        type=_per_class,
+        metavar="CLASS=N",
+        help="requests per minute for one class (read, write, delete, oauth), over --throttle's; repeatable",
+    )
+    parser.add_argument(
+        "--burst",
+        action="append",
+        default=[],
+        type=_per_class,
+        metavar="CLASS=N",
+        help="bucket size for one class (default: a minute's budget; ACR's is undocumented); repeatable",
+    )
+    parser.add_argument(
+        "--fractional-retry-after",
+        action="store_true",
+        help="Retry-After in milliseconds (for --time-scale); default whole seconds, as ACR and RFC 9110",
+    )
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of 503/500 answers")
     parser.add_argument("--reset-rate", type=float, default=0.0, help="share of dropped connections")
     parser.add_argument(
@@ -48,6 +69,19 @@ def _parser() -> argparse.ArgumentParser:
         help="an admin user (all rights)",
     )
     return parser
+
+
+def _per_class(text: str) -> tuple[OperationClass, float]:
+    name, _, value = text.partition("=")
+    if name not in CLASSES:
+        raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(CLASSES)}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected CLASS=N, N a number") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: N must be positive")
+    return name, number
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         faults = emulator.faults
         faults.latency_ms, faults.jitter_ms = args.latency_ms, args.jitter_ms
         faults.error_rate, faults.reset_rate = args.error_rate, args.reset_rate
-        faults.throttle(args.throttle, time_scale=args.time_scale)
+        faults.throttle(
+            args.throttle,
+            time_scale=args.time_scale,
+            burst=dict(args.burst),
+            fractional_retry_after=args.fractional_retry_after,
+            **dict(args.limit),
+        )
         sys.stdout.write(
             f"endpoint  {emulator.endpoint}\n"
             f"ca file   {emulator.ca_file}\n"

@@ -121,6 +121,7 @@ class Faults:
     error_rate: float = 0.0  # share of requests answered 503 or 500
     reset_rate: float = 0.0  # share of requests whose connection is aborted without an answer
     time_scale: float = 1.0
+    fractional_retry_after: bool = False  # throttling's Retry-After in milliseconds, not whole seconds
     seed: int | None = None
     _limits: dict[OperationClass, float] = field(default_factory=dict)  # per minute
     _burst: dict[OperationClass, float] = field(default_factory=dict)
@@ -147,6 +148,7 @@ class Faults:
             self.generation += 1
             self.latency_ms = self.jitter_ms = self.error_rate = self.reset_rate = 0.0
             self.time_scale = 1.0
+            self.fractional_retry_after = False
             self._limits.clear()
             self._burst.clear()
             self._buckets.clear()
@@ -165,11 +167,13 @@ class Faults:
         *,
         time_scale: float | None = None,
         burst: dict[OperationClass, float] | None = None,
+        fractional_retry_after: bool | None = None,
         **per_minute: float,
     ) -> None:
         """Set budgets: a preset ("basic", "standard", "premium", "off"/None) and/or per-class
         requests per minute (`read=`, `write=`, `delete=`, `oauth=`). `burst` sets a bucket's size
-        (default: one minute's budget). Buckets start full."""
+        (default: one minute's budget). Buckets start full. Retry-After is whole seconds unless
+        `fractional_retry_after` (for a `time_scale` that makes a second a long time)."""
         limits: dict[OperationClass, float] = {}
         if preset not in (None, "off"):
             if preset not in PRESETS:
@@ -182,6 +186,8 @@ class Faults:
         with self._lock:
             if time_scale is not None:
                 self.time_scale = time_scale
+            if fractional_retry_after is not None:
+                self.fractional_retry_after = fractional_retry_after
             self._limits = limits
             self._burst = dict(burst or {})
             self._buckets.clear()
@@ -323,8 +329,10 @@ class Faults:
             return tokens * self.time_scale / 60.0
 
 
-def retry_after_text(seconds: float) -> str:
-    """Seconds, fractional when under a few seconds (time-scaled tests), never 0 (0 means 'backoff')."""
-    if seconds >= 10:
-        return str(math.ceil(seconds))
+def retry_after_text(seconds: float, *, fractional: bool = False) -> str:
+    """Whole seconds, rounded up, as ACR sends them and RFC 9110 defines them (Go clients such as
+    `acr purge` stall on anything else), never 0 (0 means 'backoff'). `fractional`: milliseconds
+    under ten seconds, for time-scaled tests whose minute lasts a second."""
+    if not fractional or seconds >= 10:
+        return str(max(1, math.ceil(seconds)))
     return f"{math.ceil(seconds * 1000) / 1000:.3f}"

@@ -143,7 +143,8 @@ class Api:
         wait = self.faults.take(operation_class(request.method, raw_path), subject)
         if wait is not None:
             body = wire.errors("TOOMANYREQUESTS", "too many requests, retry after the time in Retry-After")
-            return json_response(429, body, {"Retry-After": retry_after_text(wait)})
+            shown = retry_after_text(wait, fractional=self.faults.fractional_retry_after)
+            return json_response(429, body, {"Retry-After": shown})
         call = Call(request, route, _query(raw_query), subject)
         if route.authenticated:
             decision = self.auth.decide(authorization, route.scope)
@@ -177,7 +178,9 @@ class Api:
         headers = {}
         # Never on 401/404/405: the SDK would retry what must not be retried (acr-wire.md §8).
         if fault.retry_after is not None and fault.status not in (401, 404, 405):
-            headers["Retry-After"] = retry_after_text(fault.retry_after)
+            # A scripted value is shown as given: a test that asks for 0.05 s means it.
+            whole = float(fault.retry_after).is_integer()
+            headers["Retry-After"] = retry_after_text(fault.retry_after, fractional=not whole)
         sent = {
             "authorization": request.headers.get("Authorization", ""),
             "query": raw_query,
