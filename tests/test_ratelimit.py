@@ -151,7 +151,8 @@ def test_successes_restore_the_rate_quickly_to_just_under_the_throttled_rate_the
     """Cut from 600 to 420, the rate climbs back to 95% of 600 (570) in about a hundred
     successes: the registry granted nearly 600 a moment ago. From there to 600 it creeps by
     time, paced by the 429's pause (5% in 50 pauses: 0.1% per second after a 1 s Retry-After,
-    however many successes), and only past 600 does it probe at 0.1% a success."""
+    however many successes), and only past 600 does it probe faster: 1% a pause, at most 0.1% a
+    success."""
     clock = FakeClock()
     limiter = AdaptiveLimiter(per_minute=600, clock=clock, sleep=clock.sleep)
     limiter.throttled(1.0, sent_in=limiter.epoch)
@@ -167,6 +168,7 @@ def test_successes_restore_the_rate_quickly_to_just_under_the_throttled_rate_the
     limiter.succeeded(sent_in=limiter.epoch)
     assert limiter.per_minute == pytest.approx(recovered * 1.001)
     limiter.per_minute = 600
+    clock.now += 1.0
     limiter.succeeded(sent_in=limiter.epoch)
     assert limiter.per_minute == pytest.approx(600.6)
 
@@ -185,11 +187,19 @@ def test_the_creep_is_paced_by_the_pause_the_registry_asks_for() -> None:
 
 def test_without_a_ceiling_the_rate_probes_past_its_start() -> None:
     """The documented limits are approximate and support can raise them: a limiter started at
-    the SKU's limit that is never throttled keeps rising (doubling in about 700 successes)."""
-    limiter = AdaptiveLimiter(per_minute=500)
-    for _ in range(700):
+    the SKU's limit that is never throttled keeps rising, 1% a second (a 429's usual pause),
+    at most 0.1% a success."""
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(per_minute=500, clock=clock, sleep=clock.sleep)
+    clock.now = 1000.0
+    for _ in range(70):
+        clock.now += 1.0
+        for _ in range(20):
+            limiter.succeeded(sent_in=limiter.epoch)
+    assert 1000 < limiter.per_minute < 1010  # 1.01 ** 70 = 2.007
+    for _ in range(700):  # a burst of successes in no time: 0.1% each
         limiter.succeeded(sent_in=limiter.epoch)
-    assert 1000 < limiter.per_minute < 1010
+    assert limiter.per_minute == pytest.approx(1003.5, rel=0.01)
 
 
 def test_a_ceiling_is_never_passed() -> None:
