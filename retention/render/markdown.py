@@ -49,12 +49,6 @@ from retention.render.common import (
 # Characters with inline meaning in GitHub-flavoured Markdown (emphasis, code, links, tables,
 # strikethrough, math); `&`, `<` and `>` become entities instead so data can never open an HTML tag.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
-
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
-_HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-
-
 _HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _HTML_SPECIAL = re.compile("[&<>]")
 
