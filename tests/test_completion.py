@@ -89,7 +89,7 @@ def test_completes_policy_paths(tmp_path: Path) -> None:
     ],
 )
 def test_readme_gives_each_shells_registration(shell: str, command: str) -> None:
-    section = README.split("\n### Shell completion\n", 1)[1].split("\n## ", 1)[0]
+    section = README.split("\n### Shell completion\n", 1)[1].split("\n### ", 1)[0]
     assert command in section
 
 
