@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,10 +107,103 @@ def test_every_command_is_one_acr_retention_accepts(path: Path) -> None:
     assert plan.detailed_exitcode
     assert plan.out
     assert plan.save_plan
-    installs = [script for script in scripts(load(path)) if "pip install" in script]
+    assert install_scripts(path)
+
+
+EXAMPLES = sorted((ROOT / "examples" / "ci").glob("*/*.yml"))
+# The one way the examples install acr-retention: a released version from PyPI, with the constraints
+# file released beside it (examples/release/github-release.yml), never this repository's sources,
+# which only a fork of it has.
+INSTALL = (
+    'python -m pip install "acr-retention==${ACR_RETENTION_VERSION}" \\\n'
+    '  --constraint "${ACR_RETENTION_RELEASES}/v${ACR_RETENTION_VERSION}/constraints.txt"\n'
+)
+PROJECT_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def install_scripts(path: Path) -> list[str]:
+    return [script for script in scripts(load(path)) if "pip install" in script]
+
+
+def pinned(path: Path) -> dict[str, str]:
+    """The release an example installs: its ACR_RETENTION_VERSION and ACR_RETENTION_RELEASES."""
+    document = load(path)
+    variables: dict[str, str] = document.get("env") or document["variables"]
+    return {k: variables[k] for k in ("ACR_RETENTION_VERSION", "ACR_RETENTION_RELEASES")}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_examples_install_a_pinned_release_not_this_checkout(path: Path) -> None:
+    """Every install step is the same line: the version the example pins, from PyPI, with that
+    release's constraints. The pin is this checkout's version, so a release bumps the examples with
+    pyproject.toml (the release workflow refuses a tag that does not match it)."""
+    installs = install_scripts(path)
     assert installs
-    assert all("--constraint constraints.txt" in script for script in installs)
-    assert (ROOT / "constraints.txt").is_file()
+    assert all(script == INSTALL for script in installs), installs
+    assert pinned(path) == {
+        "ACR_RETENTION_VERSION": PROJECT_VERSION,
+        "ACR_RETENTION_RELEASES": "https://github.com/<org>/acr-retention/releases/download",
+    }
+
+
+@pytest.mark.slow
+def test_the_install_line_installs_the_release_with_its_constraints(tmp_path: Path) -> None:
+    """The examples' install line, run by bash into a fresh virtualenv, the release served from
+    here: its one substitution is the requirement `acr-retention==${ACR_RETENTION_VERSION}`,
+    replaced by the wheel built from this checkout (a version is on PyPI only once released); the
+    constraints come from a file:// URL laid out as the release's download URL. What it installs is
+    acr-retention at the pinned version, and every dependency at its constraints.txt version."""
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(ROOT)],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("acr_retention-*.whl")
+    release = tmp_path / "releases" / f"v{PROJECT_VERSION}"
+    release.mkdir(parents=True)
+    shutil.copy(ROOT / "constraints.txt", release / "constraints.txt")
+    requirement = '"acr-retention==${ACR_RETENTION_VERSION}"'
+    assert INSTALL.count(requirement) == 1
+    script = INSTALL.replace(requirement, f'"acr-retention @ {wheel.as_uri()}"')
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    env = {
+        **os.environ,
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "ACR_RETENTION_VERSION": PROJECT_VERSION,
+        "ACR_RETENTION_RELEASES": (tmp_path / "releases").as_uri(),
+    }
+    env.pop("VIRTUAL_ENV", None)
+    bash = shutil.which("bash")
+    assert bash is not None
+    done = subprocess.run(
+        [bash, "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    version = subprocess.run(
+        [str(venv / "bin" / "acr-retention"), "--version"], capture_output=True, text=True, check=True
+    )
+    assert version.stdout == f"acr-retention {PROJECT_VERSION}\n"
+    frozen = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "freeze", "--exclude", "acr-retention"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    pins = [line for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line]
+    assert sorted(map(normalized, frozen)) == sorted(map(normalized, pins))
+
+
+def normalized(pin: str) -> str:
+    """`pydantic_core==2.50.5` as `pydantic-core==2.50.5`: names as pip compares them (PEP 503)."""
+    name, _, version = pin.partition("==")
+    return f"{re.sub(r'[-_.]+', '-', name).lower()}=={version}"
 
 
 def test_github_workflow_runs_on_policy_changes_with_least_privilege() -> None:

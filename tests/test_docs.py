@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 from pathlib import Path
 
 from retention.cli import build_parser
@@ -72,3 +73,23 @@ def test_readme_names_every_diff_and_explain_option() -> None:
         assert missing == set(), name
     assert "### Reviewing a policy change: `diff`" in README
     assert "### Why this image? `explain`" in README
+
+
+def test_readme_first_run_commands_are_ones_acr_retention_accepts() -> None:
+    """The walkthrough's commands parse, in the order a first run takes: validate, plan against the
+    live registry, the reviewable plan, explain, then apply of the saved plan (which confirms)."""
+    section = README.split("\n## First run against your registry\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    lines = block.replace("\\\n", " ").splitlines()
+    assert lines[0].startswith("az login")
+    parsed = [
+        build_parser().parse_args(shlex.split(line.split("#", 1)[0])[1:])
+        for line in lines
+        if line.startswith("acr-retention ")
+    ]
+    assert [args.command for args in parsed] == ["validate", "plan", "plan", "explain", "apply"]
+    assert all(
+        args.registry == "myreg.azurecr.io" for args in parsed if args.command not in {"validate", "explain"}
+    )
+    assert parsed[2].save_plan == parsed[3].plan == parsed[4].plan == "plan.json"
+    assert not parsed[4].yes

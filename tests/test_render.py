@@ -564,7 +564,7 @@ def test_markdown_lists_version_aware_keeps_after_the_actions() -> None:
     lines = render_markdown(_ranked_plan()).splitlines()
     start = lines.index("| Op | Digest | Tags | Details | Reasons |")
     assert lines[start + 2 : start + 5] == [
-        "| delete | `sha256:aaaaaaaaaaaa` | v1.4.0 | updated 2026-10-17 | delete:prune |",
+        "| delete | `sha256:aaaaaaaaaaaa` | v1.4.0 | updated 2026-10-17 (40 d ago) | delete:prune |",
         "| keep | `sha256:bbbbbbbbbbbb` | v1.4.1 |  | keep:keep-patches (group 1.4, 1st of 1), saved-from:prune |",
         "",
     ]

@@ -353,4 +353,6 @@ def test_text_and_markdown_show_untags_apart_with_counts_per_rule() -> None:
         in markdown
     )
     assert "| app | 0 | 3 | 0 | 2 | 0 | — |" in markdown
-    assert "| untag | `sha256:a1` | main-1 | tag updated 2026-08-18 | untag:untag-main |" in markdown
+    assert (
+        "| untag | `sha256:a1` | main-1 | tag updated 2026-08-18 (3 mo ago) | untag:untag-main |" in markdown
+    )

@@ -19,6 +19,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+import argcomplete
+
 from retention import logs
 from retention.cli.arguments import build_parser
 from retention.cli.commands import (
@@ -63,8 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # there are changes", so every error, a usage error included, exits 1. A CI step must never
     # read a typo as "changes".
     detailed = "--detailed-exitcode" in arguments
+    parser = build_parser()
+    # Shell completion (README, "Shell completion"): a no-op unless the shell's completion hook
+    # set _ARGCOMPLETE; then it prints the candidates and exits before anything runs.
+    argcomplete.autocomplete(parser)
     try:
-        args = build_parser().parse_args(arguments)
+        args = parser.parse_args(arguments)
     except SystemExit as exc:
         if detailed and exc.code not in (0, None):
             return EXIT_ERROR

@@ -23,77 +23,34 @@ if TYPE_CHECKING:
 
 # GitHub rejects a job summary over 1 MiB; the margin covers whatever else a job appends to it.
 MARKDOWN_MAX_BYTES = 1024 * 1024 - 64 * 1024
-
-
-MARKDOWN_MAX_BYTES = 1024 * 1024 - 64 * 1024
-MARKDOWN_MAX_ROWS_PER_REPOSITORY = 200
-
-
 MARKDOWN_MAX_ROWS_PER_REPOSITORY = 200
 MARKDOWN_MAX_ROWS = 5000
 
-
-MARKDOWN_MAX_ROWS = 5000
 # Summary-table rows are short; the cap only matters for registries with thousands of repositories.
 _MARKDOWN_MAX_SUMMARY_ROWS = 1000
 
-
-_MARKDOWN_MAX_SUMMARY_ROWS = 1000
 # Room kept back for the closing lines (`</details>`, "and N more") once the byte budget runs out.
 _MARKDOWN_TRAILER_BYTES = 1024
 
-
 _SHORT_HEX = 12
-
-
-_SHORT_HEX = 12
-_TEXT_MAX_TAGS = 5
-
-
 _TEXT_MAX_TAGS = 5
 _MARKDOWN_MAX_TAGS = 10
 
-
-_MARKDOWN_MAX_TAGS = 10
 # Beyond this a single long cell (a tag list, a long repository) would push every other row right.
 _TEXT_MAX_COLUMN_WIDTH = 64
 
-
-_RED = "\x1b[31m"
-
-
 _RED = "\x1b[31m"
 _YELLOW = "\x1b[33m"
-
-
-_YELLOW = "\x1b[33m"
-_DIM = "\x1b[2m"
-
-
 _DIM = "\x1b[2m"
 _BOLD = "\x1b[1m"
-
-
-_BOLD = "\x1b[1m"
-_BOLD_RED = "\x1b[1;31m"
-
-
 _BOLD_RED = "\x1b[1;31m"
 _RESET = "\x1b[0m"
-
 
 # A long digest anywhere inside free text (reasons such as `cascade from sha256:…`).
 _DIGEST_IN_TEXT = re.compile(r"\b([a-z0-9]+(?:[+._-][a-z0-9]+)*):([0-9a-fA-F]{13,})\b")
 
-
-_DIGEST_IN_TEXT = re.compile(r"\b([a-z0-9]+(?:[+._-][a-z0-9]+)*):([0-9a-fA-F]{13,})\b")
 # cosign's `<alg>-<hex>.<suffix>` tags, when the hex is long enough to be worth shortening.
 _ATTACHMENT_TAG = re.compile(r"([a-z0-9]+)-([0-9a-f]{13,})((?:\.[A-Za-z0-9_.-]+)?)")
-
-
-_ATTACHMENT_TAG = re.compile(r"([a-z0-9]+)-([0-9a-f]{13,})((?:\.[A-Za-z0-9_.-]+)?)")
-_BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-
 
 _BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 _BINARY_STEP = 1024

@@ -20,6 +20,7 @@ from retention.timefmt import format_time
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+    from datetime import datetime
 
     from retention.plan import Action, Plan, RepositorySummary
 
@@ -45,16 +46,11 @@ from retention.render.common import (
     human_bytes,
     short_digest,
 )
+from retention.render.tally import Dependents, RuleCount, ago, dependents, nested, rule_counts
 
 # Characters with inline meaning in GitHub-flavoured Markdown (emphasis, code, links, tables,
 # strikethrough, math); `&`, `<` and `>` become entities instead so data can never open an HTML tag.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
-
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
-_HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-
-
 _HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _HTML_SPECIAL = re.compile("[&<>]")
 
@@ -167,12 +163,13 @@ def render_markdown(
         " less storage than its size.",
         "",
     )
+    _markdown_rules(out, rule_counts(plan), dependents(plan))
     ranked: dict[str, list[Kept]] = defaultdict(list)
     for item in plan.kept:
         if item.repository in grouped and any(_RANKED_KEEP.match(r) for r in item.reasons):
             ranked[item.repository].append(item)
     _markdown_details(
-        out, grouped, ranked, max_rows_per_repository=max_rows_per_repository, max_rows=max_rows
+        out, grouped, ranked, now=plan.now, max_rows_per_repository=max_rows_per_repository, max_rows=max_rows
     )
     return out.text()
 
@@ -180,7 +177,9 @@ def render_markdown(
 def _markdown_meta(plan: Plan) -> str:
     parts = [f"Evaluated at `{format_time(plan.now)}`"]
     if plan.taken_at is not None:
-        parts.append(f"snapshot taken `{format_time(plan.taken_at)}`")
+        taken = f"snapshot taken `{format_time(plan.taken_at)}`"
+        # How stale the inventory is matters to a reviewer; a snapshot taken at --now says nothing.
+        parts.append(taken if plan.taken_at == plan.now else f"{taken} ({ago(plan.taken_at, plan.now)})")
     parts.append(f"policy `{plan.policy_sha256[:_SHORT_HEX]}`" if plan.policy_sha256 else "policy (none)")
     if plan.max_deletes is not None:
         parts.append(f"`max_deletes` {plan.max_deletes}")
@@ -298,6 +297,7 @@ def _markdown_details(
     grouped: dict[str, list[Action]],
     ranked: dict[str, list[Kept]],
     *,
+    now: datetime,
     max_rows_per_repository: int,
     max_rows: int,
 ) -> None:
@@ -306,9 +306,10 @@ def _markdown_details(
         # Version-aware keeps follow the actions: which group and rank saved an image is what a
         # reviewer of "why was v1.4.0 deleted but not v1.4.1" needs next to the deletions.
         kept = sorted(ranked.get(repository, ()), key=lambda k: k.digest)
+        rows = (_markdown_row(action, depth, now) for depth, action in nested(actions))
         return Section(
             summary=f"<strong>{_html(repository)}</strong>: {_repository_changes(actions)}",
-            rows=chain(map(_markdown_row, actions), map(_markdown_kept_row, kept)),
+            rows=chain(rows, map(_markdown_kept_row, kept)),
             total=len(actions) + len(kept),
             items=len(actions),
         )
@@ -348,28 +349,93 @@ def _markdown_kept_row(item: Kept) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _markdown_row(action: Action) -> str:
+def _markdown_row(action: Action, depth: int, now: datetime) -> str:
     match action:
         case DeleteManifest():
-            details = [f"updated {_day(action.updated_at)}"]
+            details = [f"updated {_day(action.updated_at)} ({ago(action.updated_at, now)})"]
             if action.size_bytes is not None:
                 details.append(human_bytes(action.size_bytes))
             if action.unlock_first:
                 details.append("**unlock first**")
             tags = _markdown_tags(action.tags)
         case DeleteTag():
-            details = [f"tag updated {_day(action.updated_at)}"] if action.updated_at else []
+            details = (
+                [f"tag updated {_day(action.updated_at)} ({ago(action.updated_at, now)})"]
+                if action.updated_at
+                else []
+            )
             if action.unlock_first:
                 details.append("**unlock first**")
             tags = _markdown_tags((action.tag,))
         case SetManifestProperties() | SetTagProperties():
             details = [f"`{prop}={str(value).lower()}`" for prop, value in action.set]
             tags = _markdown_tags(action.tags if isinstance(action, SetManifestProperties) else (action.tag,))
+    # A child or attachment sits under its parent, indented one step per level.
+    indent = "&emsp;" * (depth - 1) + "↳ " if depth else ""
     cells = [
         _OP_LABELS[type(action)],
-        _code_cell(short_digest(action.digest)),
+        indent + _code_cell(short_digest(action.digest)),
         tags,
         ", ".join(details),
         ", ".join(_md(r) for r in _reasons(action)),
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+_RULE_COLUMNS = ("deleted", "untagged", "kept", "property_changes", "overruled")
+# Which counts a rule of each action can have; the others show a dash.
+_RULE_APPLIES = {
+    "keep": {"kept"},
+    "lock": {"kept", "property_changes"},
+    "delete": {"deleted", "overruled"},
+    "untag": {"untagged", "overruled"},
+}
+
+
+def _markdown_rules(out: _Output, rules: Sequence[RuleCount], graph: Dependents) -> None:
+    """What each rule did, then what went or stayed with a parent: the reviewer's first question is
+    "which rule deletes all this?", and the repository table cannot answer it."""
+    if rules:
+        out.add(
+            "Per rule (a manifest two rules select counts for each; *matched, kept anyway*: the rule"
+            " matched and something else kept it):",
+            "",
+            "| Rule | Action | Deleted | Untagged | Kept | Property changes | Matched, kept anyway |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        )
+        for rule in rules:
+            applies = _RULE_APPLIES.get(rule.action, set())
+            counts = [getattr(rule, column) for column in _RULE_COLUMNS]
+            cells = [
+                str(count) if column in applies or count else "—"
+                for column, count in zip(_RULE_COLUMNS, counts, strict=True)
+            ]
+            row = f"| {_md(rule.name)} | {_md(rule.action)} | " + " | ".join(cells) + " |"
+            if not out.fits(row):
+                break
+            out.add(row)
+        out.add("")
+    sentences = []
+    went = []
+    if graph.deleted_children:
+        went.append(
+            _plural(graph.deleted_children, "index child or attachment", "index children and attachments")
+        )
+    if graph.deleted_by_registry:
+        went.append(
+            _plural(graph.deleted_by_registry, "OCI referrer") + " the registry deletes with its subject"
+        )
+    if went:
+        sentences.append(f"Deleted with their parent: {', '.join(went)}.")
+    stayed = []
+    if graph.kept_children:
+        stayed.append(_plural(graph.kept_children, "index child", "index children"))
+    if graph.kept_attachments:
+        stayed.append(_plural(graph.kept_attachments, "attachment"))
+    if stayed:
+        sentences.append(f"Kept with their parent: {', '.join(stayed)}.")
+    if graph.other:
+        other = ", ".join(f"{count} {why}" for why, count in sorted(graph.other.items()))
+        sentences.append(f"Kept without a rule: {other}.")
+    if sentences:
+        out.add(" ".join(sentences), "")
