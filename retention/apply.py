@@ -20,9 +20,10 @@ from typing import IO, TYPE_CHECKING
 
 from retention import logs
 from retention.errors import EXIT_ERROR, EXIT_OK, EXIT_OVER_LIMIT, AccessDeniedError, RetentionError
-from retention.executor import Execution, Limits, Outcome, Record, execute
+from retention.executor import Execution, Limits, Outcome, Record, execute_parts
 from retention.matchers import compile_globs
-from retention.plan import DeleteManifest, DeleteTag
+from retention.pipeline import PlanParts
+from retention.plan import DeleteManifest, DeleteTag, Plan
 from retention.policyload import policy_from_canonical
 from retention.ratelimit import AdaptiveLimiter, Budgets, OperationClass
 from retention.recovery import recovery_line, report_entry
@@ -31,10 +32,9 @@ from retention.render import human_bytes
 from retention.timefmt import format_time
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from retention.inuse import InUse
-    from retention.plan import Plan
     from retention.policy import Policy
     from retention.registry import Connection
     from retention.registry.arm import SoftDeletePolicy
@@ -197,7 +197,7 @@ class Progress:
 
 
 def run_apply(
-    plan: Plan,
+    plan: Plan | PlanParts,
     connection: Connection,
     *,
     policy: Policy,
@@ -208,9 +208,11 @@ def run_apply(
     in_use: InUse | None = None,
     soft_delete: SoftDeletePolicy | None = None,
 ) -> ApplyResult:
-    """Execute a confirmed plan; returns what happened and the exit code. The plan has passed every check."""
+    """Execute a confirmed plan; returns what happened and the exit code. The plan has passed every
+    check. `PlanParts` (apply --policy --yes, where nothing could refuse the whole plan) is read,
+    planned and executed at once, repository by repository."""
     log = logs.get_logger()
-    if plan.over_limit:
+    if isinstance(plan, Plan) and plan.over_limit:
         stderr.write(
             f"acr-retention: refusing to apply: the plan deletes {plan.deletions()}, more than"
             f" max_deletes {plan.max_deletes}; nothing was changed\n"
@@ -224,7 +226,9 @@ def run_apply(
     )
     deletes = limiters.get(OperationClass.DELETE)
     progress = Progress(
-        len(plan.actions), stderr, budget=(lambda: deletes.per_minute) if deletes is not None else None
+        len(plan.actions) if isinstance(plan, Plan) else 0,
+        stderr,
+        budget=(lambda: deletes.per_minute) if deletes is not None else None,
     )
 
     def write(record: Record) -> None:
@@ -243,7 +247,9 @@ def run_apply(
 
     started = time.monotonic()
     limits = Limits(limiters=limiters, concurrency=concurrency)
-    outcome = asyncio.run(_run(plan, connection, policy, limits, write, in_use=in_use, stderr=stderr))
+    outcome = asyncio.run(
+        _run(plan, connection, policy, limits, write, in_use=in_use, stderr=stderr, progress=progress)
+    )
     progress.close()
     records, signal_seen, denied = outcome
     counts = Counter(r.outcome for r in records)
@@ -254,7 +260,7 @@ def run_apply(
     duration = time.monotonic() - started
     log.info(
         "apply_finished",
-        registry=plan.registry,
+        registry=connection.target.login_server if isinstance(plan, PlanParts) else plan.registry,
         **{str(k).replace("-", "_"): v for k, v in sorted(counts.items())},
         deleted_manifests=len(deleted),
         deleted_tags=untagged,
@@ -298,8 +304,36 @@ def run_apply(
     )
 
 
+async def _parts(
+    plan: Plan | PlanParts, stop: asyncio.Event, progress: Progress, failed: list[RetentionError]
+) -> AsyncIterator[Plan]:
+    """The plan, or its parts as the registry is read (in a worker thread: the inventory blocks).
+    A part that cannot be read or planned ends the stream: nothing new is sent, what is in flight
+    finishes, and the error is the run's (`failed`)."""
+    if isinstance(plan, Plan):
+        yield plan
+        return
+    parts = iter(plan)
+    try:
+        while not stop.is_set():
+            try:
+                part = await asyncio.to_thread(next, parts, None)
+            except RetentionError as exc:
+                failed.append(exc)
+                stop.set()
+                return
+            if part is None:
+                return
+            progress.total += len(part.actions)
+            yield part
+    finally:
+        close = getattr(parts, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
+
+
 async def _run(
-    plan: Plan,
+    plan: Plan | PlanParts,
     connection: Connection,
     policy: Policy,
     limits: Limits,
@@ -307,7 +341,8 @@ async def _run(
     *,
     in_use: InUse | None,
     stderr: IO[str],
-) -> tuple[list[Record], int | None, AccessDeniedError | None]:
+    progress: Progress,
+) -> tuple[list[Record], int | None, RetentionError | None]:
     stop = asyncio.Event()
     seen: list[int] = []
     loop = asyncio.get_running_loop()
@@ -343,9 +378,13 @@ async def _run(
                 writer=writer, limits=limits, report=write, stop=stop, policy=policy, in_use=in_use
             )
             try:
-                records = await execute(plan, execution)
+                failed: list[RetentionError] = []
+                records = await execute_parts(_parts(plan, stop, progress, failed), execution)
             except AccessDeniedError as exc:
                 return execution.records, None, exc
+            if failed:
+                execution.stopped_because = "stopped: the registry could not be read further"
+                return records, None, failed[0]
             return records, (seen[0] if seen else None), None
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import structlog
 
@@ -54,7 +54,7 @@ from retention.ratelimit import AdaptiveLimiter, OperationClass
 from retention.timefmt import format_time
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from retention.inuse import InUse
     from retention.inventory import Listing, Manifest
@@ -227,6 +227,56 @@ async def execute(plan: Plan, execution: Execution) -> list[Record]:
     Raises AccessDeniedError after recording what was done, when the registry
     refuses the identity.
     """
+
+    async def whole() -> AsyncIterator[Plan]:
+        yield plan
+
+    return await execute_parts(whole(), execution)
+
+
+async def execute_parts(parts: AsyncIterator[Plan], execution: Execution) -> list[Record]:
+    """`execute` for a plan that arrives in parts, each holding whole repositories (`apply
+    --policy` reading and deleting at once): a repository starts as soon as its part has arrived
+    and one of `concurrency` slots is free, and the next part is not asked for before a slot is.
+    Each repository gets exactly the treatment `execute` gives it: a fresh listing, the plan made
+    again where it changed, then its actions."""
+    # A repository holds its fresh listing until its actions are done: bound how many are open.
+    open_repositories = asyncio.Semaphore(execution.limits.concurrency)
+    tasks: list[asyncio.Task[None]] = []
+    received: list[Plan] = []
+
+    async def one(scope: _Scope) -> None:
+        try:
+            await _repository(scope, execution)
+        finally:
+            open_repositories.release()
+
+    try:
+        async for part in parts:
+            received.append(part)
+            for scope in _scopes(part, execution):
+                await open_repositories.acquire()
+                _raise_denied(tasks)
+                if execution.stop.is_set():
+                    open_repositories.release()
+                    break
+                tasks.append(asyncio.create_task(one(scope)))
+            if execution.stop.is_set():
+                break
+        await asyncio.gather(*tasks)
+    except AccessDeniedError:
+        execution.stopped_because = "stopped: access denied"
+        execution.stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for part in received:
+            _skip_unrecorded(part, execution, "stopped: access denied")
+        raise
+    for part in received:
+        _skip_unrecorded(part, execution, "interrupted before it started")
+    return execution.records
+
+
+def _scopes(plan: Plan, execution: Execution) -> list[_Scope]:
     by_repository: dict[str, list[Action]] = defaultdict(list)
     for action in plan.actions:
         by_repository[action.repository].append(action)
@@ -237,27 +287,19 @@ async def execute(plan: Plan, execution: Execution) -> list[Record]:
         if kept.reasons and kept.reasons[0].startswith(IN_USE_PREFIX):
             protected[kept.repository].add(kept.digest)
     needs = PolicyNeeds(execution.policy, plan.now)
-    # A repository holds its fresh listing until its actions are done: bound how many are open.
-    open_repositories = asyncio.Semaphore(execution.limits.concurrency)
+    scopes = []
+    for name, actions in by_repository.items():
+        summary = summaries.get(name)
+        planned = summary.fingerprint if summary is not None else None
+        scopes.append(_Scope(name, actions, plan.now, needs, planned, frozenset(protected.get(name, ()))))
+    return scopes
 
-    async def one(name: str, actions: list[Action]) -> None:
-        async with open_repositories:
-            summary = summaries.get(name)
-            planned = summary.fingerprint if summary is not None else None
-            scope = _Scope(name, actions, plan.now, needs, planned, frozenset(protected.get(name, ())))
-            await _repository(scope, execution)
 
-    tasks = [asyncio.create_task(one(name, actions)) for name, actions in by_repository.items()]
-    try:
-        await asyncio.gather(*tasks)
-    except AccessDeniedError:
-        execution.stopped_because = "stopped: access denied"
-        execution.stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        _skip_unrecorded(plan, execution, "stopped: access denied")
-        raise
-    _skip_unrecorded(plan, execution, "interrupted before it started")
-    return execution.records
+def _raise_denied(tasks: list[asyncio.Task[None]]) -> None:
+    """A repository refused access: stop taking new ones at once, as `gather` would have."""
+    for task in tasks:
+        if task.done() and not task.cancelled() and isinstance(task.exception(), AccessDeniedError):
+            raise cast("AccessDeniedError", task.exception())
 
 
 def _skip_unrecorded(plan: Plan, execution: Execution, why: str) -> None:

@@ -16,7 +16,7 @@ from retention.inputfiles import DATA_LIMIT
 from retention.inuse.references import registry_host
 from retention.needs import Needs, PolicyNeeds
 from retention.parallel import iter_registry_processes
-from retention.planner import make_plan
+from retention.planner import PlanBuilder, make_plan
 from retention.policy import OrderBy
 from retention.registry import iter_registry
 from retention.snapshot import open_snapshot, write_snapshot
@@ -115,6 +115,48 @@ def plan_from_registry(
     finally:
         gc.enable()
     return replace(plan, registry=connection.target.login_server, taken_at=taken_at, source="registry")
+
+
+class PlanParts:
+    """A live registry's plan, one repository at a time, for `apply --policy` to act on each part
+    while the next repositories are read: iterate for the parts (each planned on its own, as the
+    planner plans every repository, with its fingerprint for the drift guard), then `whole()` is
+    the plan they make together, as `plan_from_registry` would have made it."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        connection: Connection,
+        *,
+        now: datetime,
+        taken_at: datetime,
+        repositories: Sequence[str] = (),
+        in_use: InUse | None = None,
+    ) -> None:
+        self._policy, self._connection = policy, connection
+        self._now, self._taken_at, self._in_use = now, taken_at, in_use
+        self._repositories = repositories
+        self._builder = PlanBuilder(policy, now=now, in_use=in_use)
+
+    def __iter__(self) -> Iterator[Plan]:
+        stream = _inventory(self._connection, PolicyNeeds(self._policy, self._now), self._repositories)
+        try:
+            for repository in stream:
+                part = make_plan(self._policy, [repository], now=self._now, in_use=self._in_use)
+                self._builder.add(repository)
+                yield self._as_read(part)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def whole(self) -> Plan:
+        return self._as_read(self._builder.plan())
+
+    def _as_read(self, plan: Plan) -> Plan:
+        return replace(
+            plan, registry=self._connection.target.login_server, taken_at=self._taken_at, source="registry"
+        )
 
 
 def snapshot_registry(

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from retention import apply as apply_module
-from retention.executor import execute
+from retention.executor import execute_parts
 from retention.ratelimit import Budgets, OperationClass
 from tests.conftest import run_cli
 from tests.test_apply import EXAMPLE, NOW, POLICY
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from retention.executor import Execution, Record
     from retention.plan import Plan
     from tests.emulator import Emulator
@@ -50,19 +52,15 @@ def starting_budgets(monkeypatch: pytest.MonkeyPatch) -> dict[OperationClass, fl
     """Filled, when `apply` starts executing, with the rate each of its limiters starts from."""
     seen: dict[OperationClass, float] = {}
 
-    async def spy(plan: Plan, execution: Execution) -> list[Record]:
+    async def spy(parts: AsyncIterator[Plan], execution: Execution) -> list[Record]:
         limiters = execution.limits.limiters
         seen.update({op: limiter.per_minute for op, limiter in limiters.items()})
-        # The inventory's reads went through the very same read budget (shared, not a copy): they
-        # were counted, and their successes raised it a little unless it is capped.
-        reads = limiters[READ]
-        assert reads.sent > 0
-        if reads.ceiling_per_minute is None:
-            assert reads.per_minute > SKU["standard"][READ] / 2
-            seen[READ] = round(reads.per_minute / 1000) * 1000  # its start, to the SKU's precision
-        return await execute(plan, execution)
+        records = await execute_parts(parts, execution)
+        # The inventory's reads went through the very same read budget (shared, not a copy).
+        assert limiters[READ].sent > 0
+        return records
 
-    monkeypatch.setattr(apply_module, "execute", spy)
+    monkeypatch.setattr(apply_module, "execute_parts", spy)
     return seen
 
 
@@ -95,5 +93,6 @@ def test_apply_starts_its_limiters_at_the_skus_budgets(
     argv += ["--repository", "sandbox/**", "--yes", "--report", "/dev/null", *options]
     code, _, err = run_cli(argv, capsys)
     assert code == 0, err
-    assert starting_budgets == expected
+    # Unless capped, a budget the inventory spent first has risen a little already (probing).
+    assert starting_budgets == pytest.approx(expected, rel=0.02)
     assert "Applied: 4 manifests deleted" in err

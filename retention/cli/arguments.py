@@ -187,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="color the plan shown before applying (auto: on a terminal, unless NO_COLOR is set)",
     )
+    apply.add_argument(
+        "--read-first",
+        action="store_true",
+        help="with --policy --yes: read and plan the whole registry before changing anything (default:"
+        " each repository is acted on once read, while the next are read, unless max_deletes or two lock"
+        " rules could refuse the whole plan)",
+    )
     apply.add_argument("--max-deletes-per-minute", type=_positive, metavar="N", help="cap on deletes")
     apply.add_argument(
         "--max-writes-per-minute", type=_positive, metavar="N", help="cap on writes (PATCH: locks, unlocks)"

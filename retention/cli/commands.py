@@ -32,10 +32,10 @@ from retention.errors import (
 from retention.inuse import ImageUses, InUseError
 from retention.inuse.files import read_file
 from retention.inuse.references import registry_host
-from retention.pipeline import plan_from_registry, plan_from_snapshot, snapshot_registry
+from retention.pipeline import PlanParts, plan_from_registry, plan_from_snapshot, snapshot_registry
 from retention.plan import iter_plan_json
 from retention.planfile import load_plan, plan_key
-from retention.policy import InUseSetting
+from retention.policy import InUseSetting, RuleAction
 from retention.policyload import SCHEMA, load_policy, validate
 from retention.ratelimit import Budgets
 from retention.recovery import plan_recovery, recovery_line
@@ -226,6 +226,8 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
         run.registry = connection.target.login_server
         uses = image_uses(args, policy)
         in_use = _in_registry(uses, connection, policy)
+        if _reads_while_deleting(args, policy):
+            return _apply_parts(args, run, policy, connection, in_use=in_use, started=started)
         plan = plan_from_registry(
             policy,
             connection,
@@ -282,6 +284,79 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
     if not args.report:
         sys.stderr.write(f"Report: {report_path}\n")
     return run.applied.exit_code
+
+
+def _reads_while_deleting(args: argparse.Namespace, policy: Policy) -> bool:
+    """Whether `apply --policy` may act on each repository as soon as it is read and planned.
+
+    Only where nothing could refuse the whole plan once it is read: no confirmation to ask
+    (--yes), no max_deletes (a plan over it executes nothing, interfaces.md §2), fewer than two
+    lock rules (only two can conflict, which refuses the plan), and not --read-first.
+    """
+    locks = sum(rule.action is RuleAction.LOCK for rule in policy.rules)
+    return bool(
+        args.yes
+        and not args.read_first
+        and policy.settings.max_deletes is None
+        and args.max_deletes is None
+        and locks < 2  # noqa: PLR2004
+    )
+
+
+def _apply_parts(
+    args: argparse.Namespace,
+    run: Run,
+    policy: Policy,
+    connection: Connection,
+    *,
+    in_use: InUse | None,
+    started: datetime,
+) -> int:
+    """`apply --policy --yes`, reading and deleting at once: each repository's actions run (with
+    the drift guard's fresh look, as always) while the next repositories are read. The plan is
+    shown at the end, whole, as `plan` would have shown it."""
+    soft_delete = _soft_delete(args, connection, policy)
+    parts = PlanParts(
+        policy,
+        connection,
+        now=args.now or started,
+        taken_at=started,
+        repositories=args.repository,
+        in_use=in_use,
+    )
+    logs.get_logger().info("apply_reads_while_deleting", registry=connection.target.login_server)
+    execute = partial(
+        run_apply,
+        parts,
+        connection,
+        policy=policy,
+        budgets=_budgets(args),
+        concurrency=args.concurrency,
+        stderr=sys.stderr,
+        in_use=in_use,
+        soft_delete=soft_delete,
+    )
+    report_path = args.report
+    if not report_path and not sys.stdout.isatty():
+        result = execute(report=sys.stdout)
+    else:
+        report_path = report_path or str(_default_report(connection.target.login_server, started))
+        try:
+            with _report_file(report_path) as report:
+                result = execute(report=report)
+        except OSError as exc:
+            raise RetentionError(f"cannot write {report_path}: {exc.strerror or exc}") from None
+    run.applied = result
+    try:
+        run.plan = parts.whole()
+    except RetentionError:
+        pass  # the run's error was said already (a part that could not be planned)
+    else:
+        sys.stdout.write(render_text(run.plan, color=_color(args, sys.stdout.isatty())))
+        sys.stdout.flush()
+    if report_path and not args.report:
+        sys.stderr.write(f"Report: {report_path}\n")
+    return result.exit_code
 
 
 def _default_report(registry: str, started: datetime) -> Path:
