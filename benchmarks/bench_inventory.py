@@ -73,6 +73,14 @@ def _client_figures(processes: int) -> dict[str, Any]:
     }
 
 
+def _budgets() -> Any:
+    """The CLI's budgets for `--sku` (BENCH_SKU, set by the parent): one per class for the run,
+    shared by the reader processes, starting at the SKU's documented limits."""
+    from retention.ratelimit import Budgets  # noqa: PLC0415 - see run_variant
+
+    return Budgets.for_sku(os.environ.get("BENCH_SKU", "standard")).shared()
+
+
 def run_snapshot(endpoint: str, concurrency: int, processes: int) -> dict[str, Any]:
     from retention.pipeline import snapshot_registry  # noqa: PLC0415 - see run_variant
     from retention.registry import Connection, RegistryTarget  # noqa: PLC0415
@@ -84,6 +92,7 @@ def run_snapshot(endpoint: str, concurrency: int, processes: int) -> dict[str, A
         credential=AsyncFakeCredential("bench-aad-token"),
         concurrency=concurrency,
         processes=processes,
+        budgets=_budgets(),
     )
     with tempfile.TemporaryDirectory(prefix="bench-inventory-") as scratch:
         out = Path(scratch) / "snapshot.json"
@@ -125,6 +134,7 @@ def run_plan(
         concurrency=concurrency,
         processes=processes,
         cache_path=cache,
+        budgets=_budgets(),
     )
     started = time.perf_counter()
     # As `plan --registry --now T`: ages from T, the inventory dated when it was read.
@@ -223,7 +233,12 @@ def measure(
     if variant == "plan-cached":
         # The night before: one plan fills the cache; only the run after it is measured.
         env["BENCH_CONTENT_CACHE"] = str(Path(cache_dir.name) / "content.sqlite3")
+        if args.throttle != "off":
+            emulator.ask("throttle", throttling(args))
         subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    env["BENCH_SKU"] = args.throttle if args.throttle != "off" else "standard"
+    if args.throttle != "off":
+        emulator.ask("throttle", throttling(args))  # refills every bucket: the same start for each
     emulator.ask("reset")
     server_cpu = emulator.ask("cpu")
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
@@ -231,7 +246,7 @@ def measure(
     counts: dict[str, Any] = emulator.ask("counters")
     server_cpu = emulator.ask("cpu") - server_cpu
     if done.returncode != 0:
-        sys.stderr.write(done.stderr)
+        sys.stderr.write(done.stderr[-3000:])
         raise SystemExit(f"variant {variant} failed with exit code {done.returncode}")
     figures: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     label = variant if variant == "quickstart" else f"{variant} p{processes}"
@@ -265,6 +280,52 @@ def measure(
         figures["operations"] = {op: n * scale for op, n in figures["operations"].items()}
         figures["repositories"] = repositories
     return figures
+
+
+def throttling(args: argparse.Namespace) -> dict[str, Any]:
+    """The emulator throttled as the SKU's identity (ops.md §1.1), the read bucket `--burst`."""
+    return {
+        "preset": args.throttle,
+        "burst": {"read": args.burst},
+        "time_scale": args.time_scale,
+        "fractional_retry_after": args.time_scale != 1,
+    }
+
+
+READS_PER_MINUTE = {"standard": 5000, "premium": 10000}
+
+
+def report_throttled(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    """What the issue asks of an inventory at the registry's read limit: all of it, at >= 90% of
+    the read budget, with <= 2% of requests answered 429; and a warm cache reads no content."""
+    per_second = READS_PER_MINUTE[args.throttle] * args.time_scale / 60.0
+    print()
+    print(
+        f"throttled: {args.throttle} reads ({READS_PER_MINUTE[args.throttle]:,}/min"
+        + (f", minute shrunk {args.time_scale:g}x" if args.time_scale != 1 else "")
+        + f"), read bucket {args.burst:g}, Retry-After "
+        + ("in milliseconds" if args.time_scale != 1 else "whole seconds")
+    )
+    print(
+        f"  {'variant':<16}{'exit':>5}{'wall s':>9}{'reads ok':>10}{'read budget':>13}{'429s':>7}"
+        f"{'429 %':>8}{'req/manifest':>14}{'content':>9}"
+    )
+    for result in results:
+        if result["base"] == "quickstart":
+            continue
+        operations: dict[str, dict[str, int]] = result["counts"]["by_operation"]
+        throttled = sum(
+            int(n) for statuses in operations.values() for code, n in statuses.items() if int(code) == 429
+        )
+        oauth = sum(int(n) for op in ("exchange", "token") for n in operations.get(op, {}).values())
+        reads_ok = result["total"] - throttled - oauth
+        available = min(reads_ok, args.burst) + per_second * result["wall_s"]
+        print(
+            f"  {result['variant']:<16}{result.get('exit', 0):>5}{result['wall_s']:>9.2f}{reads_ok:>10,.0f}"
+            f"{reads_ok / available:>12.0%} {throttled:>7,}{100 * throttled / max(1, result['total']):>7.2f}%"
+            f"{result['total'] / max(1, result['manifests']):>14.3f}{result['content']:>9,.0f}"
+        )
+    print("  read budget: successful reads / (burst + the SKU's read rate x wall), the whole command")
 
 
 def _per_page(requests: float, pages: float) -> float | None:
@@ -481,6 +542,22 @@ def main(argv: list[str] | None = None) -> int:
         help=f"for the plan variant, repeatable (default {DEFAULT_POLICY.relative_to(HERE.parent)})",
     )
     parser.add_argument("--now", default=DEFAULT_NOW, metavar="TIME", help=f"default {DEFAULT_NOW}")
+    throttled = parser.add_argument_group("at the registry's limits")
+    throttled.add_argument(
+        "--throttle",
+        choices=("off", "standard", "premium"),
+        default="off",
+        help="throttle the emulator as this SKU's identity, and give the client that --sku (default off)",
+    )
+    throttled.add_argument(
+        "--burst", type=positive, default=100, help="the read bucket's size, in requests (default 100)"
+    )
+    throttled.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="the emulator's minute lasts 60/S s (default 1: real time, whole-second Retry-After)",
+    )
     parser.add_argument("--run-variant", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
@@ -517,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         emulator.stop()
     report(args, snapshot, emulator.seed_s, results)
+    if args.throttle != "off":
+        report_throttled(args, results)
 
     if args.scale_check:
         scaled = [r for r in results if r["base"] in ("snapshot", "plan")]

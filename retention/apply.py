@@ -29,7 +29,7 @@ from retention.ratelimit import AdaptiveLimiter, Budgets, OperationClass
 from retention.recovery import recovery_line, report_entry
 from retention.registry import RegistryWriter, close_credential
 from retention.render import human_bytes
-from retention.timefmt import format_time
+from retention.timefmt import format_duration, format_time
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -98,8 +98,8 @@ def check_saved_plan(
     age = now - plan.taken_at
     if age > max_age:
         raise PlanRefusedError(
-            f"the plan's inventory is {_duration(age)} old (taken {format_time(plan.taken_at)}), more than"
-            f" --max-plan-age {_duration(max_age)}; make a new plan"
+            f"the plan's inventory is {format_duration(age)} old (taken {format_time(plan.taken_at)}),"
+            f" more than --max-plan-age {format_duration(max_age)}; make a new plan"
         )
     return policy_from_canonical(json.loads(plan.policy_document), "the plan's policy")
 
@@ -120,12 +120,6 @@ def only_repositories(plan: Plan, globs: Sequence[str]) -> Plan:
         untouched=tuple(u for u in plan.untouched if keep(u.repository)),
         repositories=tuple(r for r in plan.repositories if keep(r.name)),
     )
-
-
-def _duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def confirm(plan: Plan, *, assume_yes: bool, stdin: IO[str], stderr: IO[str]) -> bool:
@@ -183,9 +177,9 @@ class Progress:
         parts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(self.counts.items()))
         line = f"[{'#' * filled}{'.' * (width - filled)}] {finished}/{self.total}  {parts}"
         rate = finished / elapsed if elapsed > 0 else 0.0
-        line += f"  {rate:.1f}/s  {_duration(timedelta(seconds=elapsed))} elapsed"
+        line += f"  {rate:.1f}/s  {format_duration(timedelta(seconds=elapsed))} elapsed"
         if 0 < finished < self.total and rate > 0:
-            line += f"  ~{_duration(timedelta(seconds=(self.total - finished) / rate))} left"
+            line += f"  ~{format_duration(timedelta(seconds=(self.total - finished) / rate))} left"
         if self.budget is not None:
             line += f"  deletes ≤ {self.budget():.0f}/min"
         return line

@@ -33,7 +33,7 @@ from retention.registry import RegistryError, Skipped
 from retention.registry.reader import warn_if_unreadable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from multiprocessing.context import SpawnProcess
     from multiprocessing.synchronize import Event
 
@@ -112,6 +112,7 @@ def iter_registry_processes(
     processes: int,
     repositories: Sequence[str] = (),
     buffer: int = 8,
+    listed: Callable[[int], None] | None = None,
 ) -> Iterator[Repository]:
     """`registry.iter_registry`, with the repositories read by `processes` reader processes."""
     # spawn, not fork: this process may already run threads (an event loop, a logger), and a
@@ -151,6 +152,8 @@ def iter_registry_processes(
             repositories=len(names),
             processes=processes,
         )
+        if listed is not None:
+            listed(len(names))
         for index, inbox in enumerate(inboxes):
             inbox.put(names[index::processes])
         for position, name in enumerate(names):

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from retention.inventory import Repository
     from retention.plan import Plan
     from retention.policy import Policy
+    from retention.progress import InventoryProgress
     from retention.registry import Connection
 
 
@@ -102,13 +103,14 @@ def plan_from_registry(
     repositories: Sequence[str] = (),
     in_use: InUse | None = None,
     details: bool = False,
+    progress: InventoryProgress | None = None,
 ) -> Plan:
     """Plan a live registry, one repository at a time, reading only what this policy needs.
 
     `now` is what ages are measured from (it may be a `--now` override); `taken_at`
     is when the inventory started, which is what a saved plan's age counts from.
     """
-    stream = _inventory(connection, PolicyNeeds(policy, now), repositories)
+    stream = _inventory(connection, PolicyNeeds(policy, now), repositories, progress)
     gc.disable()  # as in plan_from_snapshot
     try:
         plan = make_plan(policy, stream, now=now, max_deletes=max_deletes, in_use=in_use, details=details)
@@ -132,14 +134,16 @@ class PlanParts:
         taken_at: datetime,
         repositories: Sequence[str] = (),
         in_use: InUse | None = None,
+        progress: InventoryProgress | None = None,
     ) -> None:
-        self._policy, self._connection = policy, connection
+        self._policy, self._connection, self._progress = policy, connection, progress
         self._now, self._taken_at, self._in_use = now, taken_at, in_use
         self._repositories = repositories
         self._builder = PlanBuilder(policy, now=now, in_use=in_use)
 
     def __iter__(self) -> Iterator[Plan]:
-        stream = _inventory(self._connection, PolicyNeeds(self._policy, self._now), self._repositories)
+        needs = PolicyNeeds(self._policy, self._now)
+        stream = _inventory(self._connection, needs, self._repositories, self._progress)
         try:
             for repository in stream:
                 part = make_plan(self._policy, [repository], now=self._now, in_use=self._in_use)
@@ -160,14 +164,19 @@ class PlanParts:
 
 
 def snapshot_registry(
-    connection: Connection, handle: IO[str], *, taken_at: datetime, repositories: Sequence[str] = ()
+    connection: Connection,
+    handle: IO[str],
+    *,
+    taken_at: datetime,
+    repositories: Sequence[str] = (),
+    progress: InventoryProgress | None = None,
 ) -> int:
     """Write a live registry's inventory as a snapshot; returns the number of repositories."""
     count = 0
 
     def counted() -> Iterator[Repository]:
         nonlocal count
-        for repository in _inventory(connection, Needs(), repositories):
+        for repository in _inventory(connection, Needs(), repositories, progress):
             count += 1
             yield repository
 
@@ -179,9 +188,17 @@ def _names_host(in_use: InUse, registry: str) -> bool:
     return registry_host(registry) in in_use.hosts
 
 
-def _inventory(connection: Connection, needs: Needs, repositories: Sequence[str]) -> Iterator[Repository]:
+def _inventory(
+    connection: Connection,
+    needs: Needs,
+    repositories: Sequence[str],
+    progress: InventoryProgress | None = None,
+) -> Iterator[Repository]:
+    listed = progress.listed if progress is not None else None
     if connection.processes > 1:
-        return iter_registry_processes(
-            connection, needs, processes=connection.processes, repositories=repositories
+        stream = iter_registry_processes(
+            connection, needs, processes=connection.processes, repositories=repositories, listed=listed
         )
-    return iter_registry(connection, needs, repositories=repositories)
+    else:
+        stream = iter_registry(connection, needs, repositories=repositories, listed=listed)
+    return stream if progress is None else progress.wrap(stream)

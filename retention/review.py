@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from retention.inventory import Repository
     from retention.plan import Plan
     from retention.policy import Policy
+    from retention.progress import InventoryProgress
     from retention.registry import Connection
 
 
@@ -123,10 +124,11 @@ def diff_from_registry(
     max_deletes: int | None = None,
     repositories: Sequence[str] = (),
     in_use: InUse | None = None,
+    progress: InventoryProgress | None = None,
 ) -> PlanPair:
     """Both policies' plans of a live registry, read once with what either policy needs."""
     needs = UnionNeeds((PolicyNeeds(base, now), PolicyNeeds(new, now)))
-    stream = _inventory(connection, needs, repositories)
+    stream = _inventory(connection, needs, repositories, progress)
     pair = _plan_both(base, new, stream, now=now, max_deletes=max_deletes, fingerprints=True, in_use=in_use)
     login_server = connection.target.login_server
     return PlanPair(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?P<zone>[Zz]|[+-]\d{2}:\d{2})?")
 
@@ -33,3 +33,10 @@ def format_time(value: datetime) -> str:
     """UTC, `Z` suffix, microseconds only when present: stable for byte-identical plans."""
     text = value.astimezone(UTC).isoformat()
     return text.removesuffix("+00:00") + "Z"
+
+
+def format_duration(value: timedelta) -> str:
+    """`4m05s`, `1h02m`: elapsed times on progress lines."""
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"

@@ -37,6 +37,7 @@ from retention.plan import iter_plan_json
 from retention.planfile import load_plan, plan_key
 from retention.policy import InUseSetting, RuleAction
 from retention.policyload import SCHEMA, load_policy, validate
+from retention.progress import InventoryProgress
 from retention.ratelimit import Budgets
 from retention.recovery import plan_recovery, recovery_line
 from retention.registry import Connection, RegistryTarget
@@ -147,6 +148,7 @@ def cmd_plan(args: argparse.Namespace, run: Run) -> int:
             repositories=args.repository,
             in_use=_in_registry(uses, connection, policy),
             details=details,
+            progress=InventoryProgress.on(sys.stderr, connection),
         )
     if not args.snapshot:
         # A live plan says whether its deletions could be undone (header, summary, JSON); a plan of
@@ -236,6 +238,7 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
             max_deletes=args.max_deletes,
             repositories=args.repository,
             in_use=in_use,
+            progress=InventoryProgress.on(sys.stderr, connection),
         )
     if args.max_deletes is not None:
         limits = [x for x in (plan.max_deletes, args.max_deletes) if x is not None]
@@ -381,7 +384,13 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
     def write(handle: IO[str]) -> None:
         nonlocal count
-        count = snapshot_registry(connection, handle, taken_at=taken_at, repositories=args.repository)
+        count = snapshot_registry(
+            connection,
+            handle,
+            taken_at=taken_at,
+            repositories=args.repository,
+            progress=InventoryProgress.on(sys.stderr, connection),
+        )
 
     _write_atomically_with(args.out, write)
     log.info(

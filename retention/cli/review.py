@@ -25,6 +25,7 @@ from retention.explain import (
 )
 from retention.planfile import load_plan
 from retention.policyload import load_policy, policy_from_canonical
+from retention.progress import InventoryProgress
 from retention.render_diff import render_diff_json, render_diff_markdown, render_diff_text
 from retention.review import (
     diff_from_registry,
@@ -71,6 +72,7 @@ def cmd_diff(args: argparse.Namespace, run: Run) -> int:
             max_deletes=args.max_deletes,
             repositories=args.repository,
             in_use=_in_registry(uses, connection, new, base.registry),
+            progress=InventoryProgress.on(sys.stderr, connection),
         )
     diff = diff_plans(pair.base, pair.new)
     log.info(

@@ -26,7 +26,7 @@ from retention.registry.cache import ContentCache, open_cache
 from retention.registry.connection import close_credential, registry_errors
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
     from azure.containerregistry.aio import ContainerRegistryClient
 
@@ -309,14 +309,21 @@ async def read_shard(
 
 
 async def read_registry(
-    connection: Connection, needs: Needs, *, repositories: Sequence[str] = ()
+    connection: Connection,
+    needs: Needs,
+    *,
+    repositories: Sequence[str] = (),
+    listed: Callable[[int], None] | None = None,
 ) -> AsyncIterator[Repository]:
-    """Every selected repository, in catalog order, `concurrency` of them read at once."""
+    """Every selected repository, in catalog order, `concurrency` of them read at once; `listed`
+    is told how many once the catalog is read."""
     client, tokens = open_client(connection, budgeted=True)
     contents = open_cache(connection.cache_path)
     async with client, registry_errors(connection):
         names = await _repository_names(client, needs, repositories)
         log.info("repositories_listed", registry=connection.target.login_server, repositories=len(names))
+        if listed is not None:
+            listed(len(names))
         async for item in _read_names(client, names, needs, connection.concurrency, contents):
             if isinstance(item, Skipped):
                 log.warning("repository_skipped", repository=item.name, reason=item.reason)
@@ -385,7 +392,12 @@ async def _read_or_skip(
 
 
 def iter_registry(
-    connection: Connection, needs: Needs, *, repositories: Sequence[str] = (), buffer: int = 4
+    connection: Connection,
+    needs: Needs,
+    *,
+    repositories: Sequence[str] = (),
+    buffer: int = 4,
+    listed: Callable[[int], None] | None = None,
 ) -> Iterator[Repository]:
     """`read_registry` for synchronous callers (the planner): an event loop in a worker thread.
 
@@ -397,7 +409,9 @@ def iter_registry(
 
     async def produce() -> None:
         try:
-            async for repository in read_registry(connection, needs, repositories=repositories):
+            async for repository in read_registry(
+                connection, needs, repositories=repositories, listed=listed
+            ):
                 while not stop.is_set():
                     try:
                         handoff.put_nowait(repository)
