@@ -2,30 +2,36 @@
 
 ACR throttles per registry and per identity with token buckets, separately
 for reads, writes (PUT/PATCH/POST) and deletes (ops.md §1.1), and answers
-429 with a Retry-After that counts down to the refill. A limiter paces
-requests at a rate that starts from a budget and adapts as TCP's congestion
-control does: it grows while requests succeed, shrinks on a 429, and every
-worker waits out Retry-After.
+429 with a whole-second Retry-After that counts down to the refill. Those
+limits bound a run on a big registry, so a limiter paces every request of a
+class, for the whole run: the inventory's (retention.registry.budget, every
+reader process sharing one `SharedBudget`) and the executor's.
 
-Set above what the registry grants (a Premium preset on a Standard registry,
-another job sharing the identity's bucket), the rate saws around the
-registry's: it grows until the registry's bucket runs dry, and every tooth
-costs the 429s of the requests in flight at that moment. Three choices keep
-that under 2% (tests/ratesim.py simulates them, benchmarks/apply.md measures
-them against the emulator):
+It starts at the SKU's documented limit and adapts as TCP's congestion
+control does, tuned for a bucket that allows only a short burst and a pause
+that costs a whole second (tests/ratesim.py simulates it in virtual time;
+benchmarks/apply.md and inventory.md measure it against the emulator):
 
 - Epochs. Each request carries the epoch it was sent in; a decrease starts a
   new epoch. Requests already in flight at the old rate answer 429 too, but
   only the first 429 of an epoch decreases the rate, and only successes sent
   at the current rate raise it. Halving once per in-flight 429 collapsed the
   rate; raising it on stale successes pushed it straight back into the wall.
-- Slow growth: 0.1% per success at the current rate, so a tooth lasts a few
-  hundred successes whatever the budget (a step proportional to the budget
-  made teeth shorter the more the budget overshot: 15% of requests answered
-  429 at four times the registry's rate).
-- A gentle cut: 30%, not half. Against a registry whose bucket allows only a
-  short burst, what a deeper cut leaves unused is lost (75% of its rate with
-  halving, about 90% with a 30% cut).
+- A gentle cut: 30%, not half, and every worker waits out Retry-After.
+- Quick recovery to 95% of the rate that was throttled (the registry granted
+  nearly that much a moment ago): a twentieth of the gap per success. A slow
+  climb from the cut (0.1% a success) left the rate under the registry's for
+  tens of seconds after every 429, and a 20-request bucket cannot bank that.
+- A creep from there to the throttled rate paced by time and by the pause
+  the registry asked for (5% over 50 pauses): each tooth of the saw costs one
+  pause for everyone, whatever the request rate, so teeth must be as rare at
+  10,000 reads a minute as at 500 deletes. Growth per success made them
+  fifteen times more frequent at read rates (3.7% of reads answered 429 in
+  the simulation, 0.06% now).
+- A probe past the throttled rate, and before any 429: 1% a pause, at most
+  0.1% a success, with no ceiling unless one is given. The documented limits
+  are approximate and support can raise them; capping at the start left a
+  raised limit unused.
 
 The executor takes a budget only once it has a free slot, right before
 sending, so a cut applies to the very next request.
