@@ -1,6 +1,6 @@
 """Executor paths between a listing and the registry's answer (issue 18's mutation testing).
 
-Each test here kills mutants of retention/executor.py that the suite let through: the report's
+Each test here kills mutants of retention/executor/ that the suite let through: the report's
 documented record, a referrer the registry deleted with its subject, and a manifest or tag that
 someone else deletes while apply is unlocking it. Someone else's change lands at a known point:
 the emulator holds apply's request, the colleague acts, and only then is the request served.

@@ -403,7 +403,7 @@ def test_transient_failures_back_off_exponentially_with_jitter(monkeypatch: pyte
         drawn.append((low, high))
         return (low + high) / 2
 
-    monkeypatch.setattr("retention.executor.random.uniform", midpoint)
+    monkeypatch.setattr("retention.executor.run.random.uniform", midpoint)
     sleeps: list[float] = []
 
     async def sleep(seconds: float) -> None:
