@@ -84,11 +84,6 @@ DEFAULT_PAUSE_S = 1.0  # a 429 without Retry-After: the second ACR would have sa
 # its documented limit costs one tooth every 10-20 s, not every second).
 PROBE_PER_PAUSE = 0.01
 
-# ACR's bucket allows short bursts (its size is undocumented): a run's first requests go out at
-# once, up to a second's worth of the rate and never more than this; nothing is saved up later
-# (a burst after a quiet spell is what makes ACR throttle "for up to a full minute").
-STARTING_BURST = 10
-
 # A limiter's state, slot by slot: a plain list for one process, shared memory for several.
 (
     _RATE,
@@ -104,20 +99,16 @@ STARTING_BURST = 10
     _PAUSE,
     _SENT,
     _SUCCEEDED,
-    _CREDIT,
-) = range(14)
-_SLOTS = 14
+) = range(13)
+_SLOTS = 13
 
 
-def _initial(
-    per_minute: float, ceiling: float | None, floor: float, burst: int = STARTING_BURST
-) -> list[float]:
+def _initial(per_minute: float, ceiling: float | None, floor: float) -> list[float]:
     values = [0.0] * _SLOTS
     values[_RATE] = per_minute if ceiling is None else min(per_minute, ceiling)
     values[_CEILING] = math.inf if ceiling is None else ceiling
     values[_FLOOR] = floor
     values[_NEXT] = values[_PAUSED] = -math.inf
-    values[_CREDIT] = float(min(burst, math.floor(values[_RATE] / 60.0)))
     return values
 
 
@@ -137,11 +128,10 @@ class SharedBudget:
         ceiling_per_minute: float | None = None,
         floor_per_minute: float = 6.0,
         context: BaseContext | None = None,
-        starting_burst: int = STARTING_BURST,
     ) -> None:
         context = context or multiprocessing.get_context("spawn")
         self.values: MutableSequence[float] = context.RawArray(
-            "d", _initial(per_minute, ceiling_per_minute, floor_per_minute, starting_burst)
+            "d", _initial(per_minute, ceiling_per_minute, floor_per_minute)
         )
         self.lock: AbstractContextManager[Any] = context.Lock()
 
@@ -164,7 +154,6 @@ class AdaptiveLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         shared: SharedBudget | None = None,
-        starting_burst: int = STARTING_BURST,
     ) -> None:
         self.clock = clock
         self.sleep = sleep
@@ -173,7 +162,7 @@ class AdaptiveLimiter:
         elif per_minute is None:
             raise TypeError("AdaptiveLimiter needs per_minute or shared")
         else:
-            self._values = _initial(per_minute, ceiling_per_minute, floor_per_minute, starting_burst)
+            self._values = _initial(per_minute, ceiling_per_minute, floor_per_minute)
             self._lock = contextlib.nullcontext()
 
     @property
@@ -225,10 +214,6 @@ class AdaptiveLimiter:
         with self._lock:
             values = self._values
             now = self.clock()
-            if values[_CREDIT] >= 1 and values[_PAUSED] <= now:
-                values[_CREDIT] -= 1
-                values[_NEXT] = max(values[_NEXT], now)
-                return 0.0, int(values[_EPOCH])
             start = max(now, values[_NEXT], values[_PAUSED])
             values[_NEXT] = start + 60.0 / values[_RATE]
             return start - now, int(values[_EPOCH])
@@ -256,7 +241,6 @@ class AdaptiveLimiter:
                 values[_PAUSED] = max(values[_PAUSED], now + retry_after)
             if sent_in is not None and sent_in != values[_EPOCH]:
                 return
-            values[_CREDIT] = 0.0
             values[_DECREASES] += 1
             values[_EPOCH] += 1
             values[_THROTTLED_AT] = values[_RATE]

@@ -97,7 +97,7 @@ def _spend(budget: SharedBudget, slots: int, throttle: bool) -> None:  # pragma:
 
 def spent_by_a_child(slots: int, *, throttle: bool) -> AdaptiveLimiter:
     context = multiprocessing.get_context("spawn")
-    budget = SharedBudget(600, context=context, starting_burst=0)
+    budget = SharedBudget(600, context=context)
     child = context.Process(target=_spend, args=(budget, slots, throttle))
     child.start()
     child.join(timeout=60)
@@ -111,7 +111,7 @@ def test_slots_another_process_reserved_are_taken() -> None:
     here = spent_by_a_child(30, throttle=False)
     delay, _ = here.reserve()
     assert 1.0 < delay <= 3.0
-    assert AdaptiveLimiter(per_minute=600, starting_burst=0).reserve()[0] == 0
+    assert AdaptiveLimiter(per_minute=600).reserve()[0] == 0
 
 
 def test_a_429_another_process_saw_cuts_the_rate_here() -> None:

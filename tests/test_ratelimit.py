@@ -47,40 +47,14 @@ def paced(limiter: AdaptiveLimiter, clock: FakeClock, requests: int) -> float:
 def test_requests_are_spread_to_the_budget() -> None:
     """600 per minute admits 60 requests in about 6 seconds, not in a burst."""
     clock = FakeClock()
-    limiter = AdaptiveLimiter(
-        per_minute=600, starting_burst=0, ceiling_per_minute=600, clock=clock, sleep=clock.sleep
-    )
+    limiter = AdaptiveLimiter(per_minute=600, ceiling_per_minute=600, clock=clock, sleep=clock.sleep)
     assert 5.8 <= paced(limiter, clock, 60) <= 6.1
-
-
-@pytest.mark.parametrize(("per_minute", "burst"), [(500, 8), (600, 10), (2000, 10), (120, 2), (30, 0)])
-def test_a_runs_first_requests_go_out_at_once_up_to_a_second_of_the_rate_and_ten(
-    per_minute: float, burst: int
-) -> None:
-    """ACR's bucket allows short bursts: the first requests are not spaced (a second's worth of
-    the rate, at most 10; Standard's 500 deletes a minute: 8), then pacing starts."""
-    clock = FakeClock()
-    limiter = AdaptiveLimiter(per_minute=per_minute, clock=clock, sleep=clock.sleep)
-    delays = [limiter.reserve()[0] for _ in range(burst + 2)]
-    assert delays[:burst] == [0.0] * burst
-    assert delays[burst:] == pytest.approx([0.0, 60 / per_minute])
-
-
-def test_the_starting_burst_is_gone_after_a_429_and_never_saved_up_again() -> None:
-    clock = FakeClock()
-    limiter = AdaptiveLimiter(per_minute=600, clock=clock, sleep=clock.sleep)
-    assert limiter.reserve()[0] == 0.0
-    limiter.throttled(None, sent_in=limiter.epoch)
-    assert limiter.reserve()[0] == 0.0  # the first slot after the cut, now
-    assert limiter.reserve()[0] == pytest.approx(60 / 420)
-    clock.now += 3600.0  # an hour idle banks nothing
-    assert [limiter.reserve()[0] for _ in range(3)] == pytest.approx([0.0, 60 / 420, 120 / 420])
 
 
 def test_a_429_cuts_the_rate_and_waits_out_retry_after() -> None:
     """After a 429 nobody starts before Retry-After has passed, then at 70% of the rate."""
     clock = FakeClock()
-    limiter = AdaptiveLimiter(per_minute=600, starting_burst=0, clock=clock, sleep=clock.sleep)
+    limiter = AdaptiveLimiter(per_minute=600, clock=clock, sleep=clock.sleep)
     limiter.throttled(retry_after=5.0, sent_in=asyncio.run(limiter.acquire()))
     assert limiter.per_minute == pytest.approx(420)
     assert limiter.throttled_count == 1
@@ -91,7 +65,7 @@ def test_a_429_cuts_the_rate_and_waits_out_retry_after() -> None:
 def test_only_the_first_429_of_an_epoch_decreases_the_rate() -> None:
     """Eight requests in flight at the old rate all answer 429: one decrease, not eight."""
     clock = FakeClock()
-    limiter = AdaptiveLimiter(per_minute=600, starting_burst=0, clock=clock, sleep=clock.sleep)
+    limiter = AdaptiveLimiter(per_minute=600, clock=clock, sleep=clock.sleep)
     epochs = [asyncio.run(limiter.acquire()) for _ in range(8)]
     for epoch in epochs:
         limiter.throttled(None, sent_in=epoch)
@@ -106,7 +80,7 @@ def test_only_the_first_429_of_an_epoch_decreases_the_rate() -> None:
 def test_a_slot_reserved_before_a_decrease_is_spaced_at_the_new_rate() -> None:
     """A worker that reserved at 600/min and slept through a 429 re-reserves at 300/min."""
     clock = FakeClock()
-    limiter = AdaptiveLimiter(per_minute=600, starting_burst=0, clock=clock, sleep=clock.sleep)
+    limiter = AdaptiveLimiter(per_minute=600, clock=clock, sleep=clock.sleep)
     sent = asyncio.run(limiter.acquire())
     delay, stale = limiter.reserve()
     assert delay == pytest.approx(0.1)
@@ -122,7 +96,7 @@ async def queued_behind_a_429(retry_after: float | None) -> list[float]:
     """At 600/min one request goes out at 0 s and four workers queue for the slots at 0.1, 0.2,
     0.3 and 0.4 s. The first request's 429 arrives at 0.05 s. Returns when each worker sent."""
     loop = asyncio.get_running_loop()
-    limiter = AdaptiveLimiter(per_minute=600, starting_burst=0, clock=loop.time)
+    limiter = AdaptiveLimiter(per_minute=600, clock=loop.time)
     sent: list[float] = []
 
     async def worker() -> None:
@@ -159,7 +133,7 @@ def test_a_late_429_from_an_older_epoch_still_holds_everyone_until_its_retry_aft
 
     async def scenario() -> float:
         loop = asyncio.get_running_loop()
-        limiter = AdaptiveLimiter(per_minute=600, starting_burst=0, clock=loop.time)
+        limiter = AdaptiveLimiter(per_minute=600, clock=loop.time)
         first = await limiter.acquire()
         second = await limiter.acquire()
         await asyncio.sleep(0.05)
@@ -180,7 +154,7 @@ def test_successes_restore_the_rate_quickly_to_just_under_the_throttled_rate_the
     however many successes), and only past 600 does it probe faster: 1% a pause, at most 0.1% a
     success."""
     clock = FakeClock()
-    limiter = AdaptiveLimiter(per_minute=600, starting_burst=0, clock=clock, sleep=clock.sleep)
+    limiter = AdaptiveLimiter(per_minute=600, clock=clock, sleep=clock.sleep)
     limiter.throttled(1.0, sent_in=limiter.epoch)
     assert limiter.per_minute == pytest.approx(420)
     for _ in range(120):
@@ -203,7 +177,7 @@ def test_the_creep_is_paced_by_the_pause_the_registry_asks_for() -> None:
     """A registry that asks for 0.1 s pauses makes teeth ten times cheaper than one asking for
     1 s: the creep is ten times faster in time."""
     clock = FakeClock()
-    limiter = AdaptiveLimiter(per_minute=600, starting_burst=0, clock=clock, sleep=clock.sleep)
+    limiter = AdaptiveLimiter(per_minute=600, clock=clock, sleep=clock.sleep)
     limiter.throttled(0.1, sent_in=limiter.epoch)
     limiter.per_minute = 580.0
     clock.now += 0.1
@@ -231,9 +205,7 @@ def test_without_a_ceiling_the_rate_probes_past_its_start() -> None:
 def test_a_ceiling_is_never_passed() -> None:
     """--max-deletes-per-minute is a cap: recovering and probing both stop there."""
     clock = FakeClock()
-    limiter = AdaptiveLimiter(
-        per_minute=600, starting_burst=0, ceiling_per_minute=600, clock=clock, sleep=clock.sleep
-    )
+    limiter = AdaptiveLimiter(per_minute=600, ceiling_per_minute=600, clock=clock, sleep=clock.sleep)
     for _ in range(100):
         limiter.succeeded(sent_in=limiter.epoch)
     assert limiter.per_minute == 600
@@ -247,7 +219,7 @@ def test_a_ceiling_is_never_passed() -> None:
 
 def test_successes_of_requests_sent_before_a_decrease_do_not_raise_the_rate() -> None:
     clock = FakeClock()
-    limiter = AdaptiveLimiter(per_minute=600, starting_burst=0, clock=clock, sleep=clock.sleep)
+    limiter = AdaptiveLimiter(per_minute=600, clock=clock, sleep=clock.sleep)
     old = limiter.epoch
     limiter.throttled(None, sent_in=old)
     for _ in range(50):
@@ -257,7 +229,7 @@ def test_successes_of_requests_sent_before_a_decrease_do_not_raise_the_rate() ->
 
 def test_the_rate_has_a_floor() -> None:
     """However many 429s, the limiter keeps making progress."""
-    limiter = AdaptiveLimiter(per_minute=600, starting_burst=0, floor_per_minute=6)
+    limiter = AdaptiveLimiter(per_minute=600, floor_per_minute=6)
     for _ in range(50):
         limiter.throttled(None, sent_in=limiter.epoch)
     assert limiter.per_minute == 6
@@ -410,9 +382,7 @@ def test_a_429s_retry_after_holds_its_retry_and_every_other_request() -> None:
 
     async def scenario() -> list[float]:
         loop = asyncio.get_running_loop()
-        execution = execution_with(
-            AdaptiveLimiter(per_minute=600, starting_burst=0, clock=loop.time), concurrency=2
-        )
+        execution = execution_with(AdaptiveLimiter(per_minute=600, clock=loop.time), concurrency=2)
         sent: list[float] = []
         throttled = WriteFailedError("429", status=429, retryable=True, retry_after=2.0)
         await asyncio.gather(
@@ -441,9 +411,7 @@ def test_transient_failures_back_off_exponentially_with_jitter(monkeypatch: pyte
 
     async def scenario() -> bool:
         loop = asyncio.get_running_loop()
-        execution = execution_with(
-            AdaptiveLimiter(per_minute=600, starting_burst=0, clock=loop.time), sleep=sleep
-        )
+        execution = execution_with(AdaptiveLimiter(per_minute=600, clock=loop.time), sleep=sleep)
         error = WriteFailedError("500", status=500, retryable=True)
         return bool(await execution.attempt(OperationClass.DELETE, failing(3, error, [])))
 
@@ -458,7 +426,7 @@ def test_a_5xx_with_retry_after_is_retried_when_it_says() -> None:
 
     async def scenario() -> list[float]:
         loop = asyncio.get_running_loop()
-        execution = execution_with(AdaptiveLimiter(per_minute=600, starting_burst=0, clock=loop.time))
+        execution = execution_with(AdaptiveLimiter(per_minute=600, clock=loop.time))
         sent: list[float] = []
         busy = WriteFailedError("503", status=503, retryable=True, retry_after=1.5)
         await execution.attempt(OperationClass.DELETE, failing(1, busy, sent))
@@ -474,7 +442,7 @@ def test_a_success_sent_before_a_cut_does_not_raise_the_cut_rate() -> None:
 
     async def scenario() -> float:
         loop = asyncio.get_running_loop()
-        limiter = AdaptiveLimiter(per_minute=600, starting_burst=0, clock=loop.time)
+        limiter = AdaptiveLimiter(per_minute=600, clock=loop.time)
         execution = execution_with(limiter, concurrency=2)
         throttled = WriteFailedError("429", status=429, retryable=False)
 
