@@ -51,9 +51,6 @@ from retention.ratelimit import SKU_LIMITS, OperationClass
 from retention.timefmt import parse_time
 
 ACCESS_TOKEN = "bench-aad-token"  # noqa: S105 - the emulator takes any Entra token
-# retention.apply.BUDGET_SHARE, what the CLI gives reads and writes by default; importing it would
-# load the SDK and aiohttp into this process, which never talks to the emulator itself.
-CLI_BUDGET_SHARE = 0.5
 # The targets.
 TARGET_RATE_SHARE = 0.9
 TARGET_THROTTLED_SHARE = 0.02
@@ -297,8 +294,9 @@ def client_budgets(args: argparse.Namespace) -> dict[str, int]:
     deletes = args.client_deletes_per_minute or args.delete_budget
     return {
         "--max-deletes-per-minute": round(deletes * args.time_scale),
-        "--max-writes-per-minute": round(limits[OperationClass.WRITE] * CLI_BUDGET_SHARE * args.time_scale),
-        "--max-reads-per-minute": round(limits[OperationClass.READ] * CLI_BUDGET_SHARE * args.time_scale),
+        # The CLI starts each class at the SKU's limit; in the emulator's minutes, it is S times more.
+        "--max-writes-per-minute": round(limits[OperationClass.WRITE] * args.time_scale),
+        "--max-reads-per-minute": round(limits[OperationClass.READ] * args.time_scale),
     }
 
 

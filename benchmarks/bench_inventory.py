@@ -75,10 +75,14 @@ def _client_figures(processes: int) -> dict[str, Any]:
 
 def _budgets() -> Any:
     """The CLI's budgets for `--sku` (BENCH_SKU, set by the parent): one per class for the run,
-    shared by the reader processes, starting at the SKU's documented limits."""
+    shared by the reader processes, starting at the SKU's documented limits, in the emulator's
+    minutes (BENCH_TIME_SCALE): a registry whose minute is shrunk S times grants S times as much
+    a real minute, which a client starting at the real limit would take minutes to probe up to."""
     from retention.ratelimit import Budgets  # noqa: PLC0415 - see run_variant
 
-    return Budgets.for_sku(os.environ.get("BENCH_SKU", "standard")).shared()
+    scale = float(os.environ.get("BENCH_TIME_SCALE", "1"))
+    documented = Budgets.for_sku(os.environ.get("BENCH_SKU", "standard"))
+    return Budgets({op: rate * scale for op, rate in documented.per_minute.items()}).shared()
 
 
 def run_snapshot(endpoint: str, concurrency: int, processes: int) -> dict[str, Any]:
@@ -229,6 +233,8 @@ def measure(
     if limit is not None:
         command += ["--limit", str(limit)]
     env = {**os.environ, "SSL_CERT_FILE": emulator.ca_file, "REQUESTS_CA_BUNDLE": emulator.ca_file}
+    env["BENCH_SKU"] = args.throttle if args.throttle != "off" else "standard"
+    env["BENCH_TIME_SCALE"] = str(args.time_scale)
     cache_dir = tempfile.TemporaryDirectory(prefix="bench-cache-")
     if variant == "plan-cached":
         # The night before: one plan fills the cache; only the run after it is measured.
@@ -236,7 +242,6 @@ def measure(
         if args.throttle != "off":
             emulator.ask("throttle", throttling(args))
         subprocess.run(command, capture_output=True, text=True, check=True, env=env)
-    env["BENCH_SKU"] = args.throttle if args.throttle != "off" else "standard"
     if args.throttle != "off":
         emulator.ask("throttle", throttling(args))  # refills every bucket: the same start for each
     emulator.ask("reset")

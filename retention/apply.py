@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from retention.registry import Connection
     from retention.registry.arm import SoftDeletePolicy
 
-# The documented limits are per identity; other clients (CI pushes, kubelets pulling) share them.
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _REDRAW_S = 0.1  # a progress line redrawn more often only flickers
 
