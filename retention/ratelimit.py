@@ -205,23 +205,30 @@ class AdaptiveLimiter:
         """Slots handed out: requests sent (or about to be), by every process sharing the budget."""
         return int(self._values[_SENT])
 
-    def reserve(self) -> tuple[float, int]:
+    def reserve(self, *, urgent: bool = False) -> tuple[float, int]:
         """Claim the next slot: (seconds to wait before sending, the epoch it belongs to).
 
         No burst is saved up while idle: a burst is what makes ACR throttle "for up to a full
-        minute after a large burst".
+        minute after a large burst". An `urgent` request goes ahead of the queue (as soon as no
+        pause holds it) and pushes every later slot back by one, so the rate over any stretch
+        longer than the queue is the same: the slot it takes is one nobody had reserved yet.
         """
         with self._lock:
             values = self._values
             now = self.clock()
+            interval = 60.0 / values[_RATE]
+            if urgent:
+                start = max(now, values[_PAUSED])
+                values[_NEXT] = max(values[_NEXT], start) + interval
+                return start - now, int(values[_EPOCH])
             start = max(now, values[_NEXT], values[_PAUSED])
-            values[_NEXT] = start + 60.0 / values[_RATE]
+            values[_NEXT] = start + interval
             return start - now, int(values[_EPOCH])
 
-    async def acquire(self) -> int:
+    async def acquire(self, *, urgent: bool = False) -> int:
         """Wait until a request of this class may start; returns its epoch for the answer."""
         while True:
-            delay, epoch = self.reserve()
+            delay, epoch = self.reserve(urgent=urgent)
             if delay > 0:
                 await self.sleep(delay)
             # A decrease while this slot was waiting re-spaces it at the new rate.

@@ -51,6 +51,20 @@ def test_requests_are_spread_to_the_budget() -> None:
     assert 5.8 <= paced(limiter, clock, 60) <= 6.1
 
 
+def test_an_urgent_request_goes_ahead_of_the_queue_and_pushes_the_rest_back_one_slot() -> None:
+    """apply's fresh look at a repository it is about to act on does not wait behind the reads
+    the inventory queued meanwhile; the slots after it move back by one, so over the queue the
+    rate is the budget's: 6 requests in the time of 6 slots, as without it."""
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(per_minute=600, clock=clock, sleep=clock.sleep)
+    queued = [limiter.reserve()[0] for _ in range(4)]
+    assert queued == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    assert limiter.reserve(urgent=True)[0] == 0.0
+    assert limiter.reserve()[0] == pytest.approx(0.5)  # not 0.4: the urgent one took a slot
+    limiter.throttled(2.0, sent_in=limiter.epoch)
+    assert limiter.reserve(urgent=True)[0] == pytest.approx(2.0)  # but never through a pause
+
+
 def test_a_429_cuts_the_rate_and_waits_out_retry_after() -> None:
     """After a 429 nobody starts before Retry-After has passed, then at 70% of the rate."""
     clock = FakeClock()
@@ -464,3 +478,29 @@ def test_a_success_sent_before_a_cut_does_not_raise_the_cut_rate() -> None:
         return limiter.per_minute
 
     assert run_virtual(scenario()) == pytest.approx(420)
+
+
+@pytest.mark.parametrize(("op", "sent_at"), [(OperationClass.READ, 0.0), (OperationClass.DELETE, 1.0)])
+def test_the_executors_reads_go_ahead_of_reads_queued_by_the_inventory(
+    op: OperationClass, sent_at: float
+) -> None:
+    """The inventory of apply --policy has queued a second of reads when a repository is ready to
+    act on: its fresh look is sent at once; a delete still waits its turn behind queued deletes."""
+
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        limiter = AdaptiveLimiter(per_minute=600, clock=loop.time)
+        for _ in range(10):
+            limiter.reserve()  # what the inventory has queued: 1 s of slots
+        execution = Execution(
+            writer=cast("Writer", None),
+            limits=Limits(limiters={op: limiter}),
+            report=lambda _record: None,
+            stop=asyncio.Event(),
+            policy=cast("Policy", None),
+        )
+        sent: list[float] = []
+        await execution.attempt(op, failing(0, WriteFailedError("-", status=500, retryable=True), sent))
+        return sent
+
+    assert run_virtual(scenario()) == pytest.approx([sent_at])

@@ -14,6 +14,7 @@ import structlog
 
 from retention.errors import WriteFailedError
 from retention.plan import Action, action_to_json
+from retention.ratelimit import OperationClass
 from retention.timefmt import format_time
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from retention.inventory import Listing, Repository
     from retention.needs import Needs
     from retention.policy import Policy
-    from retention.ratelimit import AdaptiveLimiter, OperationClass
+    from retention.ratelimit import AdaptiveLimiter
 
 log = structlog.get_logger("acr-retention")
 
@@ -119,12 +120,12 @@ class Execution:
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.limits.concurrency)
 
-    async def _acquire_unless_stopped(self, limiter: AdaptiveLimiter) -> int:
+    async def _acquire_unless_stopped(self, limiter: AdaptiveLimiter, *, urgent: bool = False) -> int:
         """The limiter's slot, or StoppedError as soon as the run stops: at a low budget a queued
         request can wait many seconds for its slot, and a stopped run must not wait for them."""
         if self.stop.is_set():
             raise StoppedError
-        slot = asyncio.ensure_future(limiter.acquire())
+        slot = asyncio.ensure_future(limiter.acquire(urgent=urgent))
         stopped = asyncio.ensure_future(self.stop.wait())
         try:
             await asyncio.wait((slot, stopped), return_when=asyncio.FIRST_COMPLETED)
@@ -158,7 +159,15 @@ class Execution:
                     # The budget is taken only once a slot is free, right before sending: taken
                     # earlier, requests queued for a slot would still go out at the old rate after
                     # a 429 had cut it (measured: 21% of requests answered 429 at 4x the budget, 3% after).
-                    epoch = await (limiter.acquire() if restoring else self._acquire_unless_stopped(limiter))
+                    # The executor's reads (a repository's fresh look right before acting) go ahead
+                    # of the inventory's, which apply --policy may still be making: a repository
+                    # ready to act on does not wait behind the reading of the next ones.
+                    urgent = op_class is OperationClass.READ
+                    epoch = await (
+                        limiter.acquire(urgent=urgent)
+                        if restoring
+                        else self._acquire_unless_stopped(limiter, urgent=urgent)
+                    )
                     if self.stop.is_set() and not restoring:
                         raise StoppedError
                     self.in_flight += 1
