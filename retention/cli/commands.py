@@ -271,22 +271,28 @@ def cmd_apply(args: argparse.Namespace, run: Run) -> int:
         in_use=in_use,
         soft_delete=soft_delete,
     )
-    report_path = args.report
-    if not report_path:
-        if not sys.stdout.isatty():
-            run.applied = execute(report=sys.stdout)
-            return run.applied.exit_code
-        # On a terminal, JSON lines would tear the progress line apart; the audit trail (and what
-        # `restore` needs) goes to a file of its own instead.
-        report_path = str(_default_report(connection.target.login_server, started))
-    try:
-        with _report_file(report_path) as report:
-            run.applied = execute(report=report)
-    except OSError as exc:
-        raise RetentionError(f"cannot write {report_path}: {exc.strerror or exc}") from None
-    if not args.report:
-        sys.stderr.write(f"Report: {report_path}\n")
+    run.applied, announce = _with_report(args, connection, started, execute)
+    if announce:
+        sys.stderr.write(f"Report: {announce}\n")
     return run.applied.exit_code
+
+
+def _with_report(
+    args: argparse.Namespace, connection: Connection, started: datetime, execute: Callable[..., ApplyResult]
+) -> tuple[ApplyResult, str | None]:
+    """`execute(report=...)` with the report where it belongs: --report FILE; else stdout when it is
+    not a terminal; else a file of its own, whose path is returned to be announced last."""
+    if not args.report and not sys.stdout.isatty():
+        return execute(report=sys.stdout), None
+    # On a terminal, JSON lines would tear the progress line apart; the audit trail (and what
+    # `restore` needs) goes to a file of its own instead.
+    path = args.report or str(_default_report(connection.target.login_server, started))
+    try:
+        with _report_file(path) as report:
+            result = execute(report=report)
+    except OSError as exc:
+        raise RetentionError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return result, None if args.report else path
 
 
 def _reads_while_deleting(args: argparse.Namespace, policy: Policy) -> bool:
@@ -339,16 +345,7 @@ def _apply_parts(
         in_use=in_use,
         soft_delete=soft_delete,
     )
-    report_path = args.report
-    if not report_path and not sys.stdout.isatty():
-        result = execute(report=sys.stdout)
-    else:
-        report_path = report_path or str(_default_report(connection.target.login_server, started))
-        try:
-            with _report_file(report_path) as report:
-                result = execute(report=report)
-        except OSError as exc:
-            raise RetentionError(f"cannot write {report_path}: {exc.strerror or exc}") from None
+    result, announce = _with_report(args, connection, started, execute)
     run.applied = result
     try:
         run.plan = parts.whole()
@@ -357,8 +354,8 @@ def _apply_parts(
     else:
         sys.stdout.write(render_text(run.plan, color=_color(args, sys.stdout.isatty())))
         sys.stdout.flush()
-    if report_path and not args.report:
-        sys.stderr.write(f"Report: {report_path}\n")
+    if announce:
+        sys.stderr.write(f"Report: {announce}\n")
     return result.exit_code
 
 
