@@ -8,8 +8,8 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +22,10 @@ from retention.inventory import Inventory, Manifest, Property, Repository
 from retention.plan import DeleteManifest, Plan, SetManifestProperties, SetTagProperties
 from retention.planner import make_plan
 from retention.policyload import load_policy
-from retention.timefmt import parse_time
+from retention.timefmt import format_time, parse_time
 from tests.conftest import run_cli
 from tests.emulator import FakeCredential
+from tests.test_apply_safety import reseal
 
 if TYPE_CHECKING:
     from tests.emulator import Emulator
@@ -307,10 +308,15 @@ def test_saved_plan_for_another_registry_or_too_old_is_refused(
         capsys,
     )
     assert code == 0
-    time.sleep(1.1)
+    # An hour old by its own (sealed) word, as a plan saved an hour ago is: no waiting for it to age.
+    taken = json.loads(live.read_text())["taken_at"]
+    aged = format_time(parse_time(taken) - timedelta(hours=1))
+    reseal(live, lambda body: body.replace(f'"taken_at": "{taken}"', f'"taken_at": "{aged}"'))
+    before = emulator.dump()
     code, _, err = run([*apply_args(emulator, "--plan", str(live), "--yes", "--max-plan-age", "1s")], capsys)
     assert code == 1
-    assert "more than --max-plan-age 0m01s; make a new plan" in err
+    assert f"(taken {aged}), more than --max-plan-age 0m01s; make a new plan" in err
+    assert emulator.dump() == before
 
 
 def test_access_denied_stops_the_run_at_once(
