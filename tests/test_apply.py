@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -262,6 +263,48 @@ def test_without_a_terminal_apply_refuses_unless_yes(
     assert code == 1
     assert "refusing to apply without --yes: standard input is not a terminal" in err
     assert emulator.dump() == before
+
+
+class Terminal(io.StringIO):
+    """What someone types at a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.usefixtures("credential")
+@pytest.mark.parametrize(
+    ("typed", "applied"), [("no\n", False), ("\n", False), ("y\n", False), (" YES \n", True)]
+)
+def test_at_a_terminal_only_yes_applies(
+    emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    typed: str,
+    applied: bool,
+) -> None:
+    """Without --yes, a terminal is asked, with what the plan does; only "yes" (any case, any
+    spaces around it) applies it, anything else leaves the registry as it was."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    before = emulator.dump()
+    monkeypatch.setattr(sys, "stdin", Terminal(typed))
+
+    code, _, err = run([*apply_args(emulator, "--policy", POLICY)], capsys)
+
+    assert (
+        f"Apply to {emulator.login_server}: delete 52 manifests (≤ 7.0 GiB, upper bound) and make 5"
+        " property changes? Type 'yes' to continue: "
+    ) in err
+    if applied:
+        assert code == 0, err
+        assert (
+            sum(len(r.manifests) for r in emulator.dump().repositories)
+            == sum(len(r.manifests) for r in before.repositories) - 52
+        )
+    else:
+        assert code == 1
+        assert "acr-retention: not applied" in err
+        assert emulator.dump() == before
 
 
 def test_saved_plan_for_another_registry_or_too_old_is_refused(
