@@ -298,6 +298,13 @@ def test_at_a_terminal_only_yes_applies(
     if applied:
         assert code == 0, err
         assert (
+            # The SBOMs and signatures of three of them went with them (already gone, no request).
+            "Applied: 49 manifests deleted (≤ 7.0 GiB freed, upper bound), 5 property changes, 3 already"
+            " gone, 0 drifted, 0 failed, 0 skipped; 0 throttled answers; "
+        ) in err
+        # Before the prompt, and again under what was done.
+        assert err.count("Deletions are permanent: soft delete is not known to be on") == 2
+        assert (
             sum(len(r.manifests) for r in emulator.dump().repositories)
             == sum(len(r.manifests) for r in before.repositories) - 52
         )
