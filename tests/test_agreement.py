@@ -115,3 +115,49 @@ def test_gone_items_and_property_changes() -> None:
     assert result.reasons == {0: "tags are now ['x1']"}
     done = replace(repo, manifests=(manifest("a1", tags=(Tag("v1", can_delete=False),), can_delete=False),))
     assert agree(actions, done, fresh=make_plan(lock, [done], now=NOW)).verdicts == (Verdict.RUN, Verdict.RUN)
+
+
+def test_holds_that_run_against_the_plans_order_still_reach_the_whole_chain() -> None:
+    """The plan lists deletes by digest, so a hold can run against that order: the SBOM b1 stays
+    only once its signature c1 (locked since the plan) stays, and only then must a1, listed
+    first, stay; likewise the child a2 of m2, itself a child of z2 (retagged since the plan).
+    Each step of both chains is taken, not just the first pass's."""
+    repo = repository(
+        "app",
+        manifest("a1", tags=("pr-1",)),
+        manifest("b1", subject="sha256:a1"),
+        manifest("c1", subject="sha256:b1"),
+        manifest("z2", tags=("pr-2",), references=("sha256:m2",)),
+        manifest("m2", references=("sha256:a2",)),
+        manifest("a2"),
+    )
+    actions = planned(repo)
+    assert [a.digest.removeprefix("sha256:") for a in actions] == ["a1", "a2", "b1", "c1", "m2", "z2"]
+    now = repository(
+        "app",
+        manifest("a1", tags=("pr-1",)),
+        manifest("b1", subject="sha256:a1"),
+        manifest("c1", subject="sha256:b1", can_delete=False),
+        manifest("z2", tags=("pr-2", "keep"), references=("sha256:m2",)),
+        manifest("m2", references=("sha256:a2",)),
+        manifest("a2"),
+    )
+
+    result = agree(actions, now, fresh=None)
+
+    assert by_digest(actions, result.verdicts) == {
+        "a1": Verdict.DRIFTED,
+        "b1": Verdict.DRIFTED,
+        "c1": Verdict.DRIFTED,
+        "z2": Verdict.DRIFTED,
+        "m2": Verdict.SKIPPED,
+        "a2": Verdict.SKIPPED,
+    }
+    assert {actions[i].digest.removeprefix("sha256:"): why for i, why in result.reasons.items()} == {
+        "a1": "its referrer sha256:b1 stays, and the registry deletes referrers with their subject",
+        "b1": "its referrer sha256:c1 stays, and the registry deletes referrers with their subject",
+        "c1": "locked since the plan (manifest)",
+        "z2": "tags are now ['keep', 'pr-2'], the plan saw ['pr-2']",
+        "m2": "parent sha256:z2 was not deleted (drifted)",
+        "a2": "parent sha256:m2 was not deleted (its parent was not deleted)",
+    }

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,10 @@ from retention.inventory import Inventory, Manifest, Property, Repository
 from retention.plan import DeleteManifest, Plan, SetManifestProperties, SetTagProperties
 from retention.planner import make_plan
 from retention.policyload import load_policy
-from retention.timefmt import parse_time
+from retention.timefmt import format_time, parse_time
 from tests.conftest import run_cli
 from tests.emulator import FakeCredential
+from tests.test_apply_safety import reseal
 
 if TYPE_CHECKING:
     from tests.emulator import Emulator
@@ -263,6 +265,55 @@ def test_without_a_terminal_apply_refuses_unless_yes(
     assert emulator.dump() == before
 
 
+class Terminal(io.StringIO):
+    """What someone types at a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.usefixtures("credential")
+@pytest.mark.parametrize(
+    ("typed", "applied"), [("no\n", False), ("\n", False), ("y\n", False), (" YES \n", True)]
+)
+def test_at_a_terminal_only_yes_applies(
+    emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    typed: str,
+    applied: bool,
+) -> None:
+    """Without --yes, a terminal is asked, with what the plan does; only "yes" (any case, any
+    spaces around it) applies it, anything else leaves the registry as it was."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    before = emulator.dump()
+    monkeypatch.setattr(sys, "stdin", Terminal(typed))
+
+    code, _, err = run([*apply_args(emulator, "--policy", POLICY)], capsys)
+
+    assert (
+        f"Apply to {emulator.login_server}: delete 52 manifests (≤ 7.0 GiB, upper bound) and make 5"
+        " property changes? Type 'yes' to continue: "
+    ) in err
+    if applied:
+        assert code == 0, err
+        assert (
+            # The SBOMs and signatures of three of them went with them (already gone, no request).
+            "Applied: 49 manifests deleted (≤ 7.0 GiB freed, upper bound), 5 property changes, 3 already"
+            " gone, 0 drifted, 0 failed, 0 skipped; 0 throttled answers; "
+        ) in err
+        # Before the prompt, and again under what was done.
+        assert err.count("Deletions are permanent: soft delete is not known to be on") == 2
+        assert (
+            sum(len(r.manifests) for r in emulator.dump().repositories)
+            == sum(len(r.manifests) for r in before.repositories) - 52
+        )
+    else:
+        assert code == 1
+        assert "acr-retention: not applied" in err
+        assert emulator.dump() == before
+
+
 def test_saved_plan_for_another_registry_or_too_old_is_refused(
     emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -307,10 +358,15 @@ def test_saved_plan_for_another_registry_or_too_old_is_refused(
         capsys,
     )
     assert code == 0
-    time.sleep(1.1)
+    # An hour old by its own (sealed) word, as a plan saved an hour ago is: no waiting for it to age.
+    taken = json.loads(live.read_text())["taken_at"]
+    aged = format_time(parse_time(taken) - timedelta(hours=1))
+    reseal(live, lambda body: body.replace(f'"taken_at": "{taken}"', f'"taken_at": "{aged}"'))
+    before = emulator.dump()
     code, _, err = run([*apply_args(emulator, "--plan", str(live), "--yes", "--max-plan-age", "1s")], capsys)
     assert code == 1
-    assert "more than --max-plan-age 0m01s; make a new plan" in err
+    assert f"(taken {aged}), more than --max-plan-age 0m01s; make a new plan" in err
+    assert emulator.dump() == before
 
 
 def test_access_denied_stops_the_run_at_once(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -332,12 +333,15 @@ def test_a_referrer_locked_after_the_plan_holds_its_whole_chain(
     """pr-1 has an SBOM, which has a signature; the plan deletes all three (the registry deletes
     referrers with their subject). The signature is locked meanwhile, so it stays; then the SBOM
     must stay (deleting it would take the signature along), and so must pr-1: drift runs up the
-    chain, however many steps it has."""
-    image = pushes.push_image(client, "app", tag="pr-1", salt="1")
+    chain, however many steps it has, and whatever the plan's order."""
+    image = pushes.push_image(client, "app", tag="pr-1", salt="2")
     sbom = pushes.push_referrer(client, "app", image, salt="sbom")
     signature = pushes.push_referrer(
         client, "app", sbom, artifact_type="application/vnd.cncf.notary.signature"
     )
+    # The plan lists deletes by digest: pr-1 comes before the SBOM that holds it, so its hold
+    # is found only by a second pass over the plan (the salt is chosen for this order).
+    assert image < sbom < signature
     saved = save_plan(emulator, write_policy(tmp_path, PRUNE_PR), tmp_path, capsys)
     pushes.set_locks(client, "app", signature, can_delete=False)
 
@@ -350,4 +354,84 @@ def test_a_referrer_locked_after_the_plan_holds_its_whole_chain(
     )
     assert outcomes[image]["detail"] == (
         f"its referrer {sbom} stays, and the registry deletes referrers with their subject"
+    )
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Until `condition` holds (an emulator counter, say): a test waits for an event, never a
+    fixed time, so a loaded machine makes it slower, not wrong."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_403_lets_the_request_another_repository_has_in_flight_finish(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """a-first's second DELETE (the child of its index pr-1) is held; only then is b-later
+    listed, and its DELETE refused (403). The run stops, but what was already sent is not
+    abandoned: the child's delete finishes and has its `done` line; b-later's refused delete
+    fails, and the run exits 1."""
+    child = pushes.push_image(client, "a-first", salt="a")
+    index = pushes.push_index(client, "a-first", [child], tag="pr-1")
+    later = pushes.push_image(client, "b-later", tag="pr-1", salt="b")
+    saved = save_plan(emulator, write_policy(tmp_path, PRUNE_PR), tmp_path, capsys)
+    emulator.counters.reset()
+    # Not the index's DELETE: the first DELETE goes alone (registry/auth.py proves the token
+    # with it), so b-later's could not be sent while that one was held.
+    held = emulator.faults.hold(method="DELETE", path_contains=child.split(":")[1], seconds=600)
+    listing = emulator.faults.hold(method="GET", path_contains="/b-later/_manifests", seconds=600)
+    emulator.faults.script(status=403, method="DELETE", path_contains=later.split(":")[1])
+    answered_when_refused: list[int] = []
+
+    def refuse_b_while_a_is_held() -> None:
+        listing.serve()
+        wait_for(lambda: emulator.counters.count("delete_manifest", status=403) == 1, "b-later's 403")
+        # The order the test is about: of a-first's DELETEs, only the index's was answered then.
+        answered_when_refused.append(emulator.counters.count("delete_manifest", status=202))
+
+    with meanwhile(held, refuse_b_while_a_is_held):
+        code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 1, err
+    assert answered_when_refused == [1]
+    assert listing.arrived.is_set()
+    assert (outcomes[index]["outcome"], outcomes[child]["outcome"]) == ("done", "done")
+    assert outcomes[child]["detail"] is None
+    assert outcomes[later]["outcome"] == "failed"
+    assert {r.name for r in emulator.dump().repositories} == {"b-later"}
+
+
+HIDE_V_PRUNE_PR = PRUNE_PR + "  - {name: hide-v, action: lock, tags: ['v.*'], set: {list_enabled: false}}\n"
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_tag_lock_a_plan_made_now_would_not_make_is_drift(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan hides v1 (a lock that does not keep an image). Someone then tags the image pr-1
+    too: a plan made now deletes it, and sets nothing on it. v1 is still on the image it was
+    planned on and unchanged, but the repository changed: its lock is drift and is not sent
+    (nor is the delete, which the saved plan does not have)."""
+    digest = pushes.push_image(client, "app", tag="v1")
+    saved = save_plan(emulator, write_policy(tmp_path, HIDE_V_PRUNE_PR), tmp_path, capsys)
+    pushes.add_tag(client, "app", digest, "pr-1")
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 0, err
+    manifest = state(emulator)[digest]
+    assert manifest.can_list is True
+    assert {t.name: t.can_list for t in manifest.tags} == {"pr-1": True, "v1": True}
+    assert set(outcomes) == {digest, f"v1@{digest}"}
+    assert (outcomes[digest]["outcome"], outcomes[digest]["detail"]) == (
+        "drifted",
+        "tags are now ['pr-1', 'v1']",
+    )
+    assert (outcomes[f"v1@{digest}"]["outcome"], outcomes[f"v1@{digest}"]["detail"]) == (
+        "drifted",
+        "the repository changed since the plan, and a plan of it now changes nothing here",
     )

@@ -332,6 +332,23 @@ def test_many_uses_are_named_a_few_and_counted() -> None:
     reasons = kept(plan)[D["a"]]
     assert reasons[:USES_SHOWN] == tuple(f"in-use: Pod prod/p{i:03} in c1" for i in range(USES_SHOWN))
     assert reasons[USES_SHOWN:] == (f"in-use: {250 - USES_SHOWN} more", "saved-from:prune")
+    just = uses(*pods[:USES_SHOWN]).in_registry([REG])
+    assert kept(plan_of(DELETE_ALL, just, repo))[D["a"]][USES_SHOWN:] == ("saved-from:prune",)
+
+
+def test_every_index_above_a_used_child_is_kept_however_the_graph_is_walked() -> None:
+    """c is used; a and b list it, a lists b too, and f (v1) lists b: walking up from b, its
+    parent a is already seen, and f, listed after it, must still be reached."""
+    repo = repository(
+        "app",
+        manifest(D["a"], media_type=INDEX, references=(D["b"], D["c"])),
+        manifest(D["b"], media_type=INDEX, references=(D["c"],)),
+        manifest(D["c"]),
+        manifest(D["f"], tags=("v1",), media_type=INDEX, references=(D["b"],)),
+    )
+    plan = plan_of(DELETE_ALL, uses((f"{REG}/app@{D['c']}", "Pod prod/web")).in_registry([REG]), repo)
+    assert deletes(plan) == set()
+    assert kept(plan)[D["f"]] == (f"in-use via {D['c']}: Pod prod/web in c1", "saved-from:prune")
 
 
 def test_references_to_other_repositories_and_registries_protect_nothing_here() -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from retention.apply import CLOCK_SKEW, PlanRefusedError, check_saved_plan
 from retention.cli import main
 from retention.errors import PolicyError
 from retention.inventory import Property, Repository, Tag
@@ -218,3 +220,47 @@ def test_malformed_new_fields_are_refused_with_their_path(
     assert old in text
     path.write_text(reseal(text.replace(old, new, 1)))
     assert error_of(path).startswith(message)
+
+
+def refusal(plan: Plan, **given: Any) -> str | None:
+    """Why apply refuses `plan` (check_saved_plan), or None when it accepts it."""
+    given = {"login_server": "contoso.azurecr.io", "max_age": timedelta(hours=1), "now": TAKEN, **given}
+    try:
+        check_saved_plan(plan, **given)
+    except PlanRefusedError as refused:
+        return str(refused)
+    return None
+
+
+TAKEN = parse_time("2026-11-25T12:00:00Z")
+
+
+def test_apply_takes_a_saved_plan_only_for_its_registry_from_a_vouched_inventory(saved: Path) -> None:
+    """The registry compared without case; the age and the clock skew allowed up to their limits
+    and not beyond; a plan without its policy or the time of its inventory refused, saying so."""
+    plan = replace(load_plan(saved), source="registry", registry="Contoso.AzureCR.io", taken_at=TAKEN)
+    assert refusal(plan) is None
+    assert refusal(plan, login_server="fabrikam.azurecr.io") == (
+        "the plan is for registry Contoso.AzureCR.io, not fabrikam.azurecr.io; refusing it"
+    )
+    assert refusal(plan, now=TAKEN + timedelta(hours=1)) is None
+    assert refusal(plan, now=TAKEN + timedelta(hours=1, seconds=1)) == (
+        "the plan's inventory is 1h00m old (taken 2026-11-25T12:00:00Z), more than --max-plan-age"
+        " 1h00m; make a new plan"
+    )
+    assert refusal(plan, now=TAKEN - CLOCK_SKEW) is None
+    assert refusal(plan, now=TAKEN - CLOCK_SKEW - timedelta(seconds=1)) == (
+        "the plan's inventory was taken 2026-11-25T12:00:00Z, in the future (now 2026-11-25T11:54:59Z):"
+        " a clock is wrong or the plan was edited; make a new plan"
+    )
+    assert refusal(replace(plan, policy_document=None)) == (
+        "the plan does not carry the policy it was made with (made by an older version?); make a new plan"
+    )
+    assert refusal(replace(plan, taken_at=None)) == (
+        "the plan does not say when its inventory was taken; make a new plan"
+    )
+    assert refusal(replace(plan, source="snapshot")) == (
+        "the plan was made from a snapshot file, whose taken_at nobody vouches for; make the plan"
+        " with plan --registry, or pass --allow-snapshot-plan"
+    )
+    assert refusal(replace(plan, source="snapshot"), allow_snapshot=True) is None

@@ -162,6 +162,28 @@ def test_the_group_comes_from_the_highest_ranked_matching_tag() -> None:
     assert deleted(plan) == {"c"}
 
 
+def test_an_image_whose_tags_tie_is_grouped_by_the_alphabetically_first() -> None:
+    """x's tags v1.0 and v2.0 have the same time (the manifest's): it counts in group 1, where it
+    is newer than z, and not in group 2, where y is newer than it."""
+    keep = rule("per-major", "keep", tags=[r"v(\d+)\..*"], group_by=GroupBy.CAPTURES, newest=1)
+    plan = plan_of(
+        keep,
+        repositories=[
+            repository(
+                "app",
+                manifest("x", age_days=10, tags=("v1.0", "v2.0")),
+                manifest("y", age_days=5, tags=("v2.1",)),
+                manifest("z", age_days=20, tags=("v1.1",)),
+            )
+        ],
+    )
+    assert kept_reasons(plan) == {
+        "x": ("keep:per-major (group 1, 1st of 1)", "saved-from:prune"),
+        "y": ("keep:per-major (group 2, 1st of 1)", "saved-from:prune"),
+    }
+    assert deleted(plan) == {"z"}
+
+
 def test_continuous_patching_families_grouped_by_base_tag_ranked_by_time() -> None:
     """`<tag>-1 … <tag>-N` (Copa): the newest patch of every base tag, by push time."""
     keep = rule("patched", "keep", tags=[r"(.+)-\d+"], group_by=GroupBy.CAPTURES, newest=1)

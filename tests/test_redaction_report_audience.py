@@ -24,6 +24,7 @@ import requests
 
 from retention import logs, registry
 from retention.metrics import Pushgateway
+from retention.plan import DeleteManifest
 from retention.redact import redact, redact_url
 from retention.registry import RegistryError, RegistryTarget
 from tests.conftest import run_cli
@@ -301,7 +302,10 @@ def test_a_killed_run_leaves_its_partial_report_at_file(emulator: Emulator, tmp_
     line whole JSON; the symlink's target is untouched and no temporary file is left behind."""
     emulator.seed_file(EXAMPLE, content_addressed=True)
     plan = offline_plan(emulator.dump())
-    emulator.faults.latency_ms = 40
+    # Half-way is a point in the run, not a time: the last repository's last delete is held, so
+    # the run cannot end, and it is killed once that request and five report lines are there.
+    last = [a for a in plan.actions if isinstance(a, DeleteManifest)][-1]
+    held = emulator.faults.hold(method="DELETE", path_contains=last.digest.split(":")[1], seconds=600)
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     report = tmp_path / "report.jsonl"
@@ -315,17 +319,20 @@ def test_a_killed_run_leaves_its_partial_report_at_file(emulator: Emulator, tmp_
         env=env,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (
-            report.is_symlink() or len(report.read_text().splitlines()) < 5
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            held.arrived.is_set() and not report.is_symlink() and len(report.read_text().splitlines()) >= 5
         ):
+            assert job.poll() is None, "apply ended before it was killed"
             time.sleep(0.02)
     finally:
         job.send_signal(signal.SIGKILL)
         job.wait()
+    assert held.arrived.is_set()
     lines = report.read_text().splitlines()
     assert 5 <= len(lines) < len(plan.actions)
     assert all(isinstance(json.loads(line), dict) for line in lines)
+    assert last.digest not in {json.loads(line)["digest"] for line in lines}
     assert victim.read_text() == "precious\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.jsonl", "victim.txt"]
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from retention.inuse import ImageUses, Usage
 from retention.inventory import Manifest, Property, Repository, Tag
-from retention.plan import DeleteManifest, DeleteTag, Plan, SetManifestProperties
+from retention.plan import DeleteManifest, DeleteTag, Plan, SetManifestProperties, standing_fingerprint
 from retention.planner import make_plan
 from retention.policy import OrderBy, Policy, Rule, RuleAction, Settings, TagState
 from tests.builders import NOW, days_ago, manifest, policy, repository, rule
@@ -154,6 +154,56 @@ def test_the_tags_own_time_decides_created_or_updated_and_a_bare_tag_has_its_man
     assert set(untags(plan_of(pol, repo))) == {"a2:pr-2"}
     by_created = replace(pol, settings=Settings(order_by=OrderBy.CREATED))
     assert set(untags(plan_of(by_created, repo))) == {"a1:pr-1", "a2:pr-2"}
+
+
+def test_every_selected_tag_of_an_image_is_judged_whatever_comes_before_it() -> None:
+    """An unselected tag, or a selected one that stays (locked), listed before another selected
+    tag of the same image does not end the image's turn: pr-2 and pr-4 go."""
+    plan = plan_of(
+        policy(UNTAG_PR),
+        repository(
+            "app",
+            manifest("a1", tags=("main", tag("pr-2"))),
+            manifest("a2", tags=(tag("pr-3", can_delete=False), tag("pr-4"), "v1")),
+        ),
+    )
+    assert untags(plan) == {"a1:pr-2": ("untag:untag-pr",), "a2:pr-4": ("untag:untag-pr",)}
+    assert kept(plan) == {"a2": ("tag pr-3 stays: locked (saved-from:untag-pr)",)}
+    # Counted where it is shown: a2, untouched by the rest of the policy, is kept for its tag.
+    assert (plan.repositories[0].kept, plan.repositories[0].untouched) == (1, 1)
+
+
+def test_older_than_and_newer_than_of_an_untag_rule_include_their_cutoff_as_the_readme_says() -> None:
+    """older_than: before now - d, so a tag exactly 14 days old stays; newer_than: at or after."""
+    repo = repository("app", manifest("a1", tags=(tag("pr-1", age_days=14), "v1")))
+    assert untags(plan_of(policy(UNTAG_PR), repo)) == {}
+    newer = rule("untag-new", "untag", tags=[r"pr-\d+"], newer_than="14d")
+    assert untags(plan_of(policy(newer), repo)) == {"a1:pr-1": ("untag:untag-new",)}
+
+
+def test_a_delete_after_untags_carries_the_locks_of_the_tags_it_takes_and_a_fingerprint() -> None:
+    """include_locked: pr-1 is locked; untagged, the image falls to the untagged rule. Its delete
+    (which takes pr-1 along, no untag) unlocks the tag first and names its lock, as listed; the
+    repository's summary has the fingerprint apply compares, so no fresh read is needed."""
+    repo = repository(
+        "app", manifest("a1", tags=(tag("pr-1", can_delete=False),)), manifest("b1", tags=("v1",))
+    )
+    plan = plan_of(policy(UNTAG_PR, DELETE_UNTAGGED, include_locked=True), repo)
+    assert plan.actions == (
+        DeleteManifest(
+            repository="app",
+            digest="sha256:a1",
+            tags=("pr-1",),
+            updated_at=days_ago(100),
+            size_bytes=None,
+            reasons=("delete:delete-untagged", "untag:untag-pr removes pr-1 first"),
+            unlock_first=True,
+            locked=(("pr-1", Property.DELETE_ENABLED),),
+        ),
+    )
+    (summary,) = plan.repositories
+    assert (summary.kept, summary.untouched) == (0, 1)
+    assert summary.fingerprint == standing_fingerprint(repo, plan.actions)
 
 
 def test_max_deletes_counts_tag_removals_too() -> None:
