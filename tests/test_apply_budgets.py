@@ -51,10 +51,12 @@ def test_a_budget_given_on_the_command_line_replaces_and_caps_that_class_only() 
 def starting_budgets(monkeypatch: pytest.MonkeyPatch) -> dict[OperationClass, float]:
     """Filled, when `apply` starts executing, with the rate each of its limiters starts from."""
     seen: dict[OperationClass, float] = {}
+    caps.clear()
 
     async def spy(parts: AsyncIterator[Plan], execution: Execution) -> list[Record]:
         limiters = execution.limits.limiters
         seen.update({op: limiter.per_minute for op, limiter in limiters.items()})
+        caps.update({op: limiter.ceiling_per_minute for op, limiter in limiters.items()})
         records = await execute_parts(parts, execution)
         # The inventory's reads went through the very same read budget (shared, not a copy).
         assert limiters[READ].sent > 0
@@ -62,6 +64,10 @@ def starting_budgets(monkeypatch: pytest.MonkeyPatch) -> dict[OperationClass, fl
 
     monkeypatch.setattr(apply_module, "execute_parts", spy)
     return seen
+
+
+# Filled with each limiter's cap as the spy above sees it: what the run's shared budgets hold.
+caps: dict[OperationClass, float | None] = {}
 
 
 @pytest.mark.usefixtures("credential")
@@ -95,4 +101,12 @@ def test_apply_starts_its_limiters_at_the_skus_budgets(
     assert code == 0, err
     # Unless capped, a budget the inventory spent first has risen a little already (probing).
     assert starting_budgets == pytest.approx(expected, rel=0.02)
+    # --max-*-per-minute is a cap of the run's shared budget too, not only where it starts.
+    given = dict(zip(options[::2], options[1::2], strict=True))
+    flags = {
+        READ: "--max-reads-per-minute",
+        WRITE: "--max-writes-per-minute",
+        DELETE: "--max-deletes-per-minute",
+    }
+    assert caps == {op: float(given[flag]) if flag in given else None for op, flag in flags.items()}
     assert "Applied: 4 manifests deleted" in err
