@@ -13,23 +13,13 @@ import pytest
 
 from retention.ratelimit import AdaptiveLimiter, OperationClass
 from retention.registry.budget import RequestBudget, operation_class, retry_after
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from tests.test_ratelimit import FakeClock
 
 
 class Registry:
     """The rest of the pipeline: answers with the statuses given, then 200; counts what it got."""
 
-    def __init__(self, clock: Clock, statuses: list[int], retry_after: str | None = "1") -> None:
+    def __init__(self, clock: FakeClock, statuses: list[int], retry_after: str | None = "1") -> None:
         self.clock, self.statuses, self.retry_after = clock, statuses, retry_after
         self.sent: list[float] = []
 
@@ -48,7 +38,7 @@ def request(method: str = "GET", url: str = "https://r.azurecr.io/acr/v1/app/_ma
 def budgeted(
     statuses: list[int], *, give_up_after_s: float = 600.0
 ) -> tuple[RequestBudget, Registry, AdaptiveLimiter]:
-    clock = Clock()
+    clock = FakeClock()
     limiter = AdaptiveLimiter(per_minute=600, clock=clock, sleep=clock.sleep)
     policy = RequestBudget({OperationClass.READ: limiter}, give_up_after_s=give_up_after_s, clock=clock)
     registry = Registry(clock, statuses)
