@@ -98,9 +98,8 @@ PROBE_PER_PAUSE = 0.01
     _CREPT_AT,
     _PAUSE,
     _SENT,
-    _SUCCEEDED,
-) = range(13)
-_SLOTS = 13
+) = range(12)
+_SLOTS = 12
 
 
 def _initial(per_minute: float, ceiling: float | None, floor: float) -> list[float]:
@@ -180,10 +179,6 @@ class AdaptiveLimiter:
         return None if math.isinf(ceiling) else ceiling
 
     @property
-    def floor_per_minute(self) -> float:
-        return self._values[_FLOOR]
-
-    @property
     def epoch(self) -> int:
         return int(self._values[_EPOCH])
 
@@ -261,7 +256,6 @@ class AdaptiveLimiter:
         then 0.1% at a time; never past the ceiling."""
         with self._lock:
             values = self._values
-            values[_SUCCEEDED] += 1
             if sent_in is not None and sent_in != values[_EPOCH]:
                 return
             rate = values[_RATE]
