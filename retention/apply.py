@@ -25,6 +25,7 @@ from retention.matchers import compile_globs
 from retention.pipeline import PlanParts
 from retention.plan import DeleteManifest, DeleteTag, Plan
 from retention.policyload import policy_from_canonical
+from retention.progress import Progress
 from retention.ratelimit import AdaptiveLimiter, Budgets, OperationClass
 from retention.recovery import recovery_line, report_entry
 from retention.registry import RegistryWriter, close_credential
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from retention.registry.arm import SoftDeletePolicy
 
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
-_REDRAW_S = 0.1  # a progress line redrawn more often only flickers
 
 
 class PlanRefusedError(RetentionError):
@@ -135,58 +135,6 @@ def confirm(plan: Plan, *, assume_yes: bool, stdin: IO[str], stderr: IO[str]) ->
     )
     stderr.flush()
     return stdin.readline().strip().lower() == "yes"
-
-
-class Progress:
-    """One updating line on a terminal's stderr; nothing anywhere else.
-
-    Done/total and outcomes, and what an operator needs to tell throttling from a hang: the rate,
-    the delete budget it is held to now, elapsed time and an estimate of what is left.
-    """
-
-    def __init__(
-        self,
-        total: int,
-        stream: IO[str],
-        *,
-        budget: Callable[[], float] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.total = total
-        self.stream = stream
-        self.enabled = stream.isatty()
-        self.counts: Counter[str] = Counter()
-        self.budget = budget
-        self.clock = clock
-        self._started = clock()
-        self._shown = float("-inf")
-
-    def update(self, record: Record) -> None:
-        self.counts[record.outcome] += 1
-        now = self.clock()
-        finished = sum(self.counts.values())
-        if self.enabled and (now - self._shown > _REDRAW_S or finished == self.total):
-            self._shown = now
-            self.stream.write(f"\r{self.line(finished, now - self._started)}\x1b[K")
-            self.stream.flush()
-
-    def line(self, finished: int, elapsed: float) -> str:
-        width = 30
-        filled = width * finished // max(1, self.total)
-        parts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(self.counts.items()))
-        line = f"[{'#' * filled}{'.' * (width - filled)}] {finished}/{self.total}  {parts}"
-        rate = finished / elapsed if elapsed > 0 else 0.0
-        line += f"  {rate:.1f}/s  {format_duration(timedelta(seconds=elapsed))} elapsed"
-        if 0 < finished < self.total and rate > 0:
-            line += f"  ~{format_duration(timedelta(seconds=(self.total - finished) / rate))} left"
-        if self.budget is not None:
-            line += f"  deletes ≤ {self.budget():.0f}/min"
-        return line
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def run_apply(

@@ -1,4 +1,5 @@
-"""The live inventory's progress: one updating line on a terminal's stderr, nothing elsewhere.
+"""Progress lines: one updating line on a terminal's stderr, nothing elsewhere; for the live
+inventory, and for `apply`'s actions.
 
 On a big registry the inventory is the long phase of `plan`, `snapshot`, `diff` and `apply
 --policy`; a line that says how many repositories of how many are read, how many requests went
@@ -10,6 +11,7 @@ say it once.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING
 
@@ -19,6 +21,7 @@ from retention.timefmt import format_duration
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from retention.executor import Record
     from retention.inventory import Repository
     from retention.registry import Connection
 
@@ -90,3 +93,55 @@ class InventoryProgress:
         self._drawn = True
         self.stream.write(f"\r{self.line(now - self._started)}\x1b[K")
         self.stream.flush()
+
+
+class Progress:
+    """One updating line on a terminal's stderr; nothing anywhere else.
+
+    Done/total and outcomes, and what an operator needs to tell throttling from a hang: the rate,
+    the delete budget it is held to now, elapsed time and an estimate of what is left.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        stream: IO[str],
+        *,
+        budget: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total = total
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.counts: Counter[str] = Counter()
+        self.budget = budget
+        self.clock = clock
+        self._started = clock()
+        self._shown = float("-inf")
+
+    def update(self, record: Record) -> None:
+        self.counts[record.outcome] += 1
+        now = self.clock()
+        finished = sum(self.counts.values())
+        if self.enabled and (now - self._shown > _REDRAW_S or finished == self.total):
+            self._shown = now
+            self.stream.write(f"\r{self.line(finished, now - self._started)}\x1b[K")
+            self.stream.flush()
+
+    def line(self, finished: int, elapsed: float) -> str:
+        width = 30
+        filled = width * finished // max(1, self.total)
+        parts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(self.counts.items()))
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {finished}/{self.total}  {parts}"
+        rate = finished / elapsed if elapsed > 0 else 0.0
+        line += f"  {rate:.1f}/s  {format_duration(timedelta(seconds=elapsed))} elapsed"
+        if 0 < finished < self.total and rate > 0:
+            line += f"  ~{format_duration(timedelta(seconds=(self.total - finished) / rate))} left"
+        if self.budget is not None:
+            line += f"  deletes ≤ {self.budget():.0f}/min"
+        return line
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()

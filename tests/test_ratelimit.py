@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from retention.apply import Progress
 from retention.errors import WriteFailedError
 from retention.executor import Execution, Limits, Outcome, Record
 from retention.plan import DeleteManifest
+from retention.progress import Progress
 from retention.ratelimit import AdaptiveLimiter, OperationClass
 from tests.builders import NOW
 from tests.ratesim import run_virtual, simulate
