@@ -83,6 +83,10 @@ DEFAULT_PAUSE_S = 1.0  # a 429 without Retry-After: the second ACR would have sa
 # ACR: a limit raised to twice the documented one is found in about 70 s, and a registry at
 # its documented limit costs one tooth every 10-20 s, not every second).
 PROBE_PER_PAUSE = 0.01
+# A request answered nothing but 429 for this long is given up on (the inventory hands it back to
+# the SDK, the executor records a failure): the registry is not throttling a burst any more,
+# something else is wrong. Until then a 429 is only a pause: it costs time, never the request.
+GIVE_UP_AFTER_S = 600.0
 
 # A limiter's state, slot by slot: a plain list for one process, shared memory for several.
 (

@@ -154,6 +154,29 @@ def test_apply_under_throttling_errors_and_resets_ends_the_same(
     assert emulator.counters.count(status=429) == 6
 
 
+def test_a_delete_refused_429_more_often_than_its_attempts_still_lands(
+    emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another client keeps the delete bucket empty: one manifest's DELETE is answered 429 ten
+    times in a row (an item used to fail after six). Each 429 only pauses the deletes; the run
+    ends with the registry exactly as planned and nothing failed."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    before = emulator.dump()
+    plan = offline_plan(before)
+    target = next(a for a in plan.actions if isinstance(a, DeleteManifest) and a.cascade_from is None)
+    emulator.faults.script(
+        status=429, method="DELETE", path_contains=target.digest, times=10, retry_after=0.05
+    )
+    report = tmp_path / "report.jsonl"
+    code, _, err = run([*apply_args(emulator, "--policy", POLICY, "--yes", "--report", str(report))], capsys)
+    assert code == 0, err
+    assert emulator.counters.count(status=429) == 10
+    assert comparable(emulator.dump().repositories) == comparable(expected_after(before, plan))
+    outcome = next(r for r in records(report.read_text()) if r.get("digest") == target.digest)
+    assert outcome["outcome"] == "done"
+    assert ", 0 failed," in err
+
+
 def test_drift_between_plan_and_apply_is_skipped(
     emulator: Emulator, credential: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

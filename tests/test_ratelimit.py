@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -408,6 +409,71 @@ def test_a_429s_retry_after_holds_its_retry_and_every_other_request() -> None:
     assert run_virtual(scenario()) == pytest.approx([0.0, 2.0, 2.0 + 60 / 420])
 
 
+def test_a_429_is_a_pause_not_an_attempt_an_action_outlasts_a_drained_bucket() -> None:
+    """Another client keeps the bucket empty for 20 s: the delete is answered 429 twenty times
+    (more than `attempts`), each time after the 1 s pause the last one asked for, and then goes
+    through. Counting 429s as attempts failed it after the sixth."""
+
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        limiter = AdaptiveLimiter(per_minute=6000, clock=loop.time)
+        execution = execution_with(limiter, clock=loop.time)
+        sent: list[float] = []
+        throttled = WriteFailedError("429", status=429, retryable=True, retry_after=1.0)
+        assert await execution.attempt(OperationClass.DELETE, failing(20, throttled, sent)) is True
+        return sent
+
+    sent = run_virtual(scenario())
+    assert len(sent) == 21
+    assert [round(b - a, 6) >= 1.0 for a, b in itertools.pairwise(sent)] == [True] * 20
+
+
+def test_an_action_answered_only_429s_fails_after_the_give_up_time() -> None:
+    """Nothing but 429s with Retry-After 1 s: the action fails with the 429 once it has been
+    refused for `give_up_after_s` (30 s here), not before and not never."""
+
+    async def scenario() -> tuple[list[float], WriteFailedError]:
+        loop = asyncio.get_running_loop()
+        limiter = AdaptiveLimiter(per_minute=6000, clock=loop.time)
+        execution = execution_with(limiter, clock=loop.time, give_up_after_s=30.0)
+        sent: list[float] = []
+        throttled = WriteFailedError("429 throttled", status=429, retryable=True, retry_after=1.0)
+        with pytest.raises(WriteFailedError) as raised:
+            await execution.attempt(OperationClass.DELETE, failing(10_000, throttled, sent))
+        return sent, raised.value
+
+    sent, error = run_virtual(scenario())
+    assert error.status == 429
+    assert sent[-1] - sent[0] == pytest.approx(30.0, abs=1.0)
+    assert 25 <= len(sent) <= 32
+
+
+def test_a_5xx_after_429s_still_counts_its_attempts() -> None:
+    """429s do not use up attempts, but five 503s do: with `attempts=6` the seventh 503 would
+    be one too many, and 3 429s in between change nothing."""
+
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        execution = execution_with(
+            AdaptiveLimiter(per_minute=6000, clock=loop.time), clock=loop.time, backoff_s=0.01
+        )
+        unavailable = WriteFailedError("503", status=503, retryable=True)
+        throttled = WriteFailedError("429", status=429, retryable=True, retry_after=1.0)
+        answers = [unavailable] * 6 + [throttled] * 3
+        sent: list[float] = []
+
+        async def call() -> bool:
+            sent.append(loop.time())
+            raise answers.pop()
+
+        with pytest.raises(WriteFailedError) as raised:
+            await execution.attempt(OperationClass.DELETE, call)
+        assert raised.value.status == 503
+        return sent
+
+    assert len(run_virtual(scenario())) == 3 + 6
+
+
 def test_transient_failures_back_off_exponentially_with_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
     """5xx without Retry-After: 0.5 s, 1 s, 2 s, each times a jitter drawn from [0.5, 1] (its
     midpoint here); the fourth attempt succeeds."""
@@ -457,8 +523,9 @@ def test_a_success_sent_before_a_cut_does_not_raise_the_cut_rate() -> None:
     async def scenario() -> float:
         loop = asyncio.get_running_loop()
         limiter = AdaptiveLimiter(per_minute=600, clock=loop.time)
-        execution = execution_with(limiter, concurrency=2)
-        throttled = WriteFailedError("429", status=429, retryable=False)
+        # Given up at its first 429, so that only the two requests are sent.
+        execution = execution_with(limiter, concurrency=2, give_up_after_s=0.0, clock=loop.time)
+        throttled = WriteFailedError("429", status=429, retryable=True)
 
         async def refused() -> bool:  # sent at 0 s, its 429 back at 0.2 s
             await asyncio.sleep(0.2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -14,7 +15,7 @@ import structlog
 
 from retention.errors import WriteFailedError
 from retention.plan import Action, action_to_json
-from retention.ratelimit import OperationClass
+from retention.ratelimit import GIVE_UP_AFTER_S, OperationClass
 from retention.timefmt import format_time
 
 if TYPE_CHECKING:
@@ -87,13 +88,20 @@ class Record:
 
 @dataclass
 class Limits:
-    """Request budgets per operation class, and how hard to try one action."""
+    """Request budgets per operation class, and how hard to try one action.
+
+    `attempts` counts failures the registry may recover from (5xx, a dropped connection); a 429
+    is not one of them, only a pause within the budget, until `give_up_after_s` of nothing but
+    429s.
+    """
 
     limiters: dict[OperationClass, AdaptiveLimiter]
     concurrency: int = 8
     attempts: int = 6
     backoff_s: float = 0.5
+    give_up_after_s: float = GIVE_UP_AFTER_S
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    clock: Callable[[], float] = time.monotonic
 
 
 @dataclass
@@ -147,13 +155,20 @@ class Execution:
     ) -> Any:
         """One registry call within its class's budget; throttling and transient failures retried.
 
+        A 429 pauses the class (the limiter holds every request of it until Retry-After) and the
+        call is sent again; it fails only after `give_up_after_s` of nothing but 429s, so another
+        client draining the bucket for a while costs this run time, not actions. Other retryable
+        failures are tried `attempts` times in all.
+
         Once the run is stopped (a signal, access denied) nothing new is sent: a call still waiting
         for a slot or its budget, or about to be retried, raises StoppedError instead. Only
         `restoring` calls (putting back locks this run opened) still go out.
         """
         limiter = self.limits.limiters[op_class]
         last = self.limits.attempts - 1
-        for attempt in range(self.limits.attempts):
+        attempt = 0
+        throttled_since: float | None = None
+        while True:
             try:
                 async with self._slots:
                     # The budget is taken only once a slot is free, right before sending: taken
@@ -177,17 +192,24 @@ class Execution:
                         self.in_flight -= 1
             except WriteFailedError as exc:
                 if exc.status == 429:  # noqa: PLR2004
+                    # The limiter's pause paces the resend (acquire waits it out).
                     limiter.throttled(exc.retry_after, sent_in=epoch)
-                if not exc.retryable or attempt == last:
+                    now = self.limits.clock()
+                    throttled_since = now if throttled_since is None else throttled_since
+                    if now - throttled_since >= self.limits.give_up_after_s:
+                        raise
+                    continue
+                throttled_since = None
+                if not exc.retryable or attempt >= last:
                     raise
                 if exc.retry_after is None:
                     # Jittered exponential backoff: workers failing together retry apart.
                     await self.limits.sleep(self.limits.backoff_s * 2**attempt * random.uniform(0.5, 1.0))  # noqa: S311
-                elif exc.status != 429:  # noqa: PLR2004
-                    # A 5xx saying when to come back: a 429's Retry-After is the limiter's pause for
-                    # every worker, this one is for this request only.
+                else:
+                    # A 5xx saying when to come back: for this request only (a 429's Retry-After
+                    # is the limiter's pause for every worker).
                     await self.limits.sleep(exc.retry_after)
+                attempt += 1
                 continue
             limiter.succeeded(sent_in=epoch)
             return result
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from azure.core.pipeline.policies import AsyncHTTPPolicy
 
-from retention.ratelimit import OperationClass
+from retention.ratelimit import GIVE_UP_AFTER_S, OperationClass
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 
     from retention.ratelimit import AdaptiveLimiter
 
-# A request answered nothing but 429 for this long goes back to the SDK (whose retry policy
-# then gives up): the registry is not throttling a burst any more, something else is wrong.
-GIVE_UP_AFTER_S = 600.0
 _THROTTLED = 429
 _SERVER_ERROR = 500
 
