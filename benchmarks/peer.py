@@ -120,6 +120,11 @@ class Result:
         return 0.0 if first is None or last is None else max(0.0, last - first)
 
     @property
+    def first_delete_s(self) -> float | None:
+        """From the command's start to the first answered delete, to the 0.2 s sampling."""
+        return next((t for t, n, _ in self.observed.samples if n > 0), None)
+
+    @property
     def budget_share(self) -> float | None:
         span = self.delete_span_s
         available = min(self.deletes, self.burst) + self.budget_per_s * span
@@ -248,15 +253,17 @@ def report(args: argparse.Namespace, results: list[Result]) -> None:
         " whole-second Retry-After, real time"
     )
     header = (
-        f"{'sku':<9}{'tool':<28}{'wall s':>8}{'deletes':>9}{'deletes/s':>11}{'budget':>8}"
+        f"{'sku':<9}{'tool':<28}{'wall s':>8}{'1st del':>8}{'deletes':>9}{'deletes/s':>11}{'budget':>8}"
         f"{'429s':>7}{'429 %':>8}{'req/delete':>11}{'exact':>7}"
     )
     print(header)
     for r in results:
         wall = r.observed.wall_s
         share = r.budget_share
+        first = r.first_delete_s
         print(
-            f"{r.sku:<9}{r.tool:<28}{wall:>8.1f}{r.deletes:>9,}{r.deletes / wall:>11.1f}"
+            f"{r.sku:<9}{r.tool:<28}{wall:>8.1f}{'-' if first is None else f'{first:.1f}':>8}"
+            f"{r.deletes:>9,}{r.deletes / wall:>11.1f}"
             f"{'-' if share is None else f'{share:.0%}':>8}{r.throttled:>7,}"
             f"{100 * r.throttled / max(1, r.requests):>7.1f}%{r.requests / max(1, r.deletes):>11.2f}"
             f"{'yes' if r.exact else 'NO':>7}"
@@ -265,5 +272,6 @@ def report(args: argparse.Namespace, results: list[Result]) -> None:
     print(
         "budget     : deletes / (burst + the SKU's delete rate x first-to-last delete), sampled every 0.2 s"
     )
+    print("1st del    : seconds from the command's start to its first answered delete (0.2 s samples)")
     print("req/delete : every request the emulator answered during the command (listing, content, auth)")
     print("exact      : afterwards the registry holds exactly the tagged images")

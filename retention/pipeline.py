@@ -143,7 +143,8 @@ class PlanParts:
 
     def __iter__(self) -> Iterator[Plan]:
         needs = PolicyNeeds(self._policy, self._now)
-        stream = _inventory(self._connection, needs, self._repositories, self._progress)
+        # The first part is what the first delete waits for.
+        stream = _inventory(self._connection, needs, self._repositories, self._progress, first_alone=True)
         try:
             for repository in stream:
                 part = make_plan(self._policy, [repository], now=self._now, in_use=self._in_use)
@@ -193,12 +194,17 @@ def _inventory(
     needs: Needs,
     repositories: Sequence[str],
     progress: InventoryProgress | None = None,
+    *,
+    first_alone: bool = False,
 ) -> Iterator[Repository]:
     listed = progress.listed if progress is not None else None
+    # Reader processes each read their own share from the start: `first_alone` is for one reader.
     if connection.processes > 1:
         stream = iter_registry_processes(
             connection, needs, processes=connection.processes, repositories=repositories, listed=listed
         )
     else:
-        stream = iter_registry(connection, needs, repositories=repositories, listed=listed)
+        stream = iter_registry(
+            connection, needs, repositories=repositories, listed=listed, first_alone=first_alone
+        )
     return stream if progress is None else progress.wrap(stream)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from tests.emulator.faults import Held
 
 LAST = "tools%2Fci-runner/_manifests"  # the catalog's last repository's manifest listing
+FIRST = "base%2Fpython"  # the catalog's first repository
 
 
 @pytest.fixture
@@ -82,6 +83,43 @@ def test_deletes_start_while_the_registry_is_still_being_read(
     summary = re.search(r"Applied: (\d+) manifests deleted", err)
     assert summary is not None
     assert int(summary.group(1)) > 0
+
+
+@pytest.mark.usefixtures("credential")
+@pytest.mark.parametrize(("extra", "alone"), [([], True), (["--read-first"], False)])
+def test_the_first_repository_is_read_before_the_others_start(
+    emulator: Emulator,
+    capsys: pytest.CaptureFixture[str],
+    no_limit_policy: str,
+    extra: list[str],
+    alone: bool,
+) -> None:
+    """Its first deletes wait for nothing but its own reads: while its tag listing is held, no
+    other repository is listed. Reading everything first (--read-first) reads them together."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    before = emulator.dump()
+    plan = offline_plan(before, no_limit_policy)
+    held = emulator.faults.hold(method="GET", path_contains=f"{FIRST}/_tags", seconds=60)
+    listings_while_held: list[int] = []
+
+    def watch() -> None:
+        held.arrived.wait(timeout=60)
+        # Listings sent alongside the first repository's are answered within milliseconds.
+        for _ in range(100):
+            if emulator.counters.count("list_manifests") > 1:
+                break
+            held.go.wait(timeout=0.02)
+        listings_while_held.append(emulator.counters.count("list_manifests"))
+        held.serve()
+
+    threading.Thread(target=watch, daemon=True).start()
+    code, _, err = run_cli(
+        apply_args(emulator, "--policy", no_limit_policy, "--yes", "--report", "/dev/null", *extra), capsys
+    )
+    assert code == 0, err
+    assert held.count == 1
+    assert listings_while_held[0] == 1 if alone else listings_while_held[0] > 1
+    assert comparable(emulator.dump().repositories) == comparable(expected_after(before, plan))
 
 
 @pytest.mark.usefixtures("credential")
