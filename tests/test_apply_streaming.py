@@ -80,6 +80,11 @@ def test_deletes_start_while_the_registry_is_still_being_read(
     assert comparable(emulator.dump().repositories) == comparable(expected_after(before, plan))
     assert len(records(report.read_text())) == len(plan.actions)
     assert out.splitlines()[-1].startswith(f"Plan: {plan.deletions()} to delete")
+    # The inventory's and the executor's clients share their tokens: one exchange for the run,
+    # one token per scope (catalog, listing, content, delete, property change), no 401 challenge.
+    assert emulator.counters.phases().get("challenge", 0) == 0
+    assert emulator.counters.phases()["exchange"] == 1
+    assert emulator.counters.phases()["token"] == 5
     summary = re.search(r"Applied: (\d+) manifests deleted", err)
     assert summary is not None
     assert int(summary.group(1)) > 0

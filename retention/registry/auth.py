@@ -18,6 +18,7 @@ import json
 import os
 import random
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Self, cast
@@ -130,7 +131,17 @@ def _deleted_scope(method: str, rest: list[str]) -> str:
     return f"repository:{name}:{'deleted_read,deleted_restore' if method == 'POST' else 'deleted_read'}"
 
 
+_CATALOG = "registry:catalog:*"
+
+
 def _wildcard(scope: str) -> str | None:
+    """The scope the cache asks for itself to serve `scope`: one token per action for every
+    repository, and the catalog's own; None where only the SDK's challenge can tell (soft delete's
+    scopes)."""
+    if scope == _CATALOG:
+        # Asked for directly, the catalog costs its request, not a 401, a token and the request
+        # again, and it shares the run's refresh token instead of exchanging one of its own.
+        return _CATALOG
     if not scope.startswith("repository:"):
         return None
     return f"repository:*:{scope.rsplit(':', 1)[1]}"
@@ -149,6 +160,41 @@ class _Token:
         return now < self.expires_at - margin
 
 
+_REFRESH = "refresh_token"  # the store's key for the registry refresh token (scopes have colons)
+
+
+class TokenStore:
+    """The registry tokens a run has obtained, by scope, shared by its clients: the inventory's
+    (in a worker thread, on its own event loop) and the executor's. Each token, and the refresh
+    token they all come from, is then asked for once per run instead of once per client: two
+    round trips fewer before `apply`'s first delete. Thread-safe; a reader process gets an empty
+    one of its own (pickling does not carry tokens across)."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, _Token] = {}
+        self._lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[type[TokenStore], tuple[()]]:
+        return (TokenStore, ())
+
+    def get(self, key: str) -> _Token | None:
+        with self._lock:
+            return self._tokens.get(key)
+
+    def put(self, key: str, token: _Token) -> None:
+        with self._lock:
+            self._tokens[key] = token
+
+    def discard(self, key: str, value: str) -> bool:
+        """Forget `key`'s token if it is still `value` (a refused one); whether it was."""
+        with self._lock:
+            current = self._tokens.get(key)
+            if current is None or current.value != value:
+                return False
+            del self._tokens[key]
+            return True
+
+
 class TokenCache(AsyncHTTPPolicy):  # type: ignore[type-arg]
     """Per-call policy: attach a cached ACR access token so that one request costs one request.
 
@@ -159,7 +205,11 @@ class TokenCache(AsyncHTTPPolicy):  # type: ignore[type-arg]
     """
 
     def __init__(
-        self, target: RegistryTarget, credential: AsyncTokenCredential | None, audience: str
+        self,
+        target: RegistryTarget,
+        credential: AsyncTokenCredential | None,
+        audience: str,
+        store: TokenStore | None = None,
     ) -> None:
         super().__init__()
         self.target = target
@@ -167,8 +217,7 @@ class TokenCache(AsyncHTTPPolicy):  # type: ignore[type-arg]
         self.audience = audience
         self.requests_for_tokens = 0
         self.client: ContainerRegistryClient | None = None  # set by open_client; posts go through it
-        self._tokens: dict[str, _Token] = {}
-        self._refresh: _Token | None = None
+        self._tokens = store if store is not None else TokenStore()
         self._no_wildcard: set[str] = set()
         self._lock = asyncio.Lock()
         self._scope_locks: dict[str, asyncio.Lock] = {}
@@ -212,12 +261,11 @@ class TokenCache(AsyncHTTPPolicy):  # type: ignore[type-arg]
             if attached is not None and used != attached:
                 # Our token was refused and the SDK's challenge got another: learn from it.
                 wildcard = _wildcard(scope)
-                if wildcard is not None and self._tokens.get(wildcard, _Token("", 0)).value == attached:
+                if wildcard is not None and self._tokens.discard(wildcard, attached):
                     self._no_wildcard.add(wildcard)
-                    self._tokens.pop(wildcard, None)
             if used != attached:
-                self._tokens[scope] = _Token(
-                    used, _jwt_expiry(used) or time.time() + _DEFAULT_TOKEN_LIFETIME_S
+                self._tokens.put(
+                    scope, _Token(used, _jwt_expiry(used) or time.time() + _DEFAULT_TOKEN_LIFETIME_S)
                 )
         return response
 
@@ -244,7 +292,7 @@ class TokenCache(AsyncHTTPPolicy):  # type: ignore[type-arg]
                 log.debug("wildcard_token_refused", scope=wildcard, error=redact(str(exc).splitlines()[0]))
                 self._no_wildcard.add(wildcard)
                 return None
-            self._tokens[wildcard] = token
+            self._tokens.put(wildcard, token)
             return token.value
 
     async def _fetch(self, scope: str) -> _Token:
@@ -266,8 +314,9 @@ class TokenCache(AsyncHTTPPolicy):  # type: ignore[type-arg]
         return _Token(value, _jwt_expiry(value) or time.time() + _DEFAULT_TOKEN_LIFETIME_S)
 
     async def _refresh_token(self) -> str:
-        if self._refresh is not None and self._refresh.fresh(time.time()):
-            return self._refresh.value
+        refresh = self._tokens.get(_REFRESH)
+        if refresh is not None and refresh.fresh(time.time()):
+            return refresh.value
         assert self.credential is not None  # noqa: S101 - only called with a credential
         aad = await self.credential.get_token(f"{self.audience.rstrip('/')}/.default")
         body = await self._post(
@@ -277,7 +326,8 @@ class TokenCache(AsyncHTTPPolicy):  # type: ignore[type-arg]
         value = body.get("refresh_token")
         if not isinstance(value, str):
             raise ClientAuthenticationError("the exchange endpoint returned no refresh_token")
-        self._refresh = _Token(value, _jwt_expiry(value) or time.time() + _DEFAULT_TOKEN_LIFETIME_S)
+        expires = _jwt_expiry(value) or time.time() + _DEFAULT_TOKEN_LIFETIME_S
+        self._tokens.put(_REFRESH, _Token(value, expires))
         return value
 
     async def _post(self, path: str, form: dict[str, str]) -> dict[str, Any]:
@@ -327,7 +377,7 @@ def open_client(
 ) -> tuple[ContainerRegistryClient, TokenCache]:
     """An SDK client with the token cache; `budgeted`: every request within the connection's
     shared budgets (the inventory; the executor paces its own requests)."""
-    cache = TokenCache(connection.target, connection.credential, connection.audience)
+    cache = TokenCache(connection.target, connection.credential, connection.audience, connection.tokens)
     budget = []
     if budgeted and connection.budgets is not None:
         budget = [RequestBudget({op: AdaptiveLimiter(shared=b) for op, b in connection.budgets.items()})]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -18,7 +18,12 @@ from azure.identity import CredentialUnavailableError
 
 from retention.errors import RetentionError
 from retention.redact import redact, redact_url
-from retention.registry.auth import ACCESS_TOKEN_VARIABLE, StaticTokenCredential, wrong_audience
+from retention.registry.auth import (
+    ACCESS_TOKEN_VARIABLE,
+    StaticTokenCredential,
+    TokenStore,
+    wrong_audience,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -77,6 +82,8 @@ class Connection:
     # One budget per operation class for the whole run, in shared memory so that reader processes
     # spend it together (retention.ratelimit); None: the inventory is not paced.
     budgets: Mapping[OperationClass, SharedBudget] | None = None
+    # Registry tokens obtained so far, shared by the run's clients (auth.TokenStore).
+    tokens: TokenStore = field(default_factory=TokenStore, compare=False, repr=False)
 
 
 @contextlib.asynccontextmanager

@@ -42,7 +42,7 @@ class RegistryWriter:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        cache = TokenCache(connection.target, connection.credential, connection.audience)
+        cache = TokenCache(connection.target, connection.credential, connection.audience, connection.tokens)
         self.client = ContainerRegistryClient(
             connection.target.endpoint,
             connection.credential,
