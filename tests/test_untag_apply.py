@@ -4,11 +4,14 @@ registry built and changed with tests/pushes.py, its state asserted afterwards."
 from __future__ import annotations
 
 import json
+import os
+import signal
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests import pushes
+from tests.test_apply_paths import meanwhile
 from tests.test_apply_safety import apply, client, save_plan, state, write_policy
 
 if TYPE_CHECKING:
@@ -141,3 +144,62 @@ def test_a_locked_tag_is_unlocked_removed_and_on_failure_locked_again(
     assert untags["pr-1"]["outcome"] == "done"
     assert untags["pr-3"]["outcome"] == "failed"
     assert untags["pr-3"]["error"].endswith("; the locks it had were restored")
+
+
+def tag_locks(emulator: Emulator, digest: str, name: str) -> tuple[bool, bool] | None:
+    """(can_delete, can_write) of the tag, or None when it is gone."""
+    tag = next((t for t in state(emulator)[digest].tags if t.name == name), None)
+    return None if tag is None else (tag.can_delete, tag.can_write)
+
+
+@pytest.mark.usefixtures("credential")
+def test_ctrl_c_between_a_tags_unlock_and_its_removal_puts_its_locks_back(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """include_locked: SIGINT arrives while pr-1's unlock is in flight. The unlock finishes, the
+    removal is not sent (nothing new after a signal), and the locks go back before the run ends.
+    In this process, so that mutation testing sees it."""
+    made = build(client)
+    a1 = made["a1"]
+    pushes.set_tag_locks(client, "app", "pr-1", can_delete=False, can_write=False)
+    policy = write_policy(tmp_path, POLICY + "settings: {include_locked: true}\n")
+    saved = save_plan(emulator, policy, tmp_path, capsys)
+    held = emulator.faults.hold(method="PATCH", path_contains="_tags/pr-1", seconds=600)
+
+    def ctrl_c() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # handled by apply's loop, which waits for the PATCH
+
+    with meanwhile(held, ctrl_c):
+        code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved), "--concurrency", "1")
+
+    assert code == 130, err
+    assert tag_locks(emulator, a1, "pr-1") == (False, False)
+    record = outcomes[f"pr-1@{a1}"]
+    assert (record["outcome"], record["detail"]) == (
+        "skipped",
+        "stopped by SIGINT before it was sent; the locks it had were restored",
+    )
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_rerun_that_cannot_remove_a_tag_an_earlier_run_unlocked_locks_it_again(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan saw pr-3 locked; a run killed after unlocking it left it open. The rerun of the
+    same plan recognises that unlock as its own step, but the removal fails: the locks the plan
+    saw go back, though this run opened nothing."""
+    made = build(client)
+    a3 = made["a3"]
+    pushes.set_tag_locks(client, "app", "pr-3", can_delete=False, can_write=False)
+    policy = write_policy(tmp_path, POLICY + "settings: {include_locked: true}\n")
+    saved = save_plan(emulator, policy, tmp_path, capsys)
+    pushes.set_tag_locks(client, "app", "pr-3", can_delete=True, can_write=True)  # the killed run's unlock
+    emulator.faults.script(status=500, method="DELETE", path_contains="_tags/pr-3", times=50)
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 1, err
+    assert tag_locks(emulator, a3, "pr-3") == (False, False)
+    record = outcomes[f"pr-3@{a3}"]
+    assert record["outcome"] == "failed"
+    assert record["error"].endswith("; the locks it had were restored")
