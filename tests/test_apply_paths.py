@@ -26,6 +26,7 @@ from tests.test_apply_safety import (
     PRUNE_PR,
     apply,
     locked_image,
+    locks,
     save_plan,
     state,
     write_policy,
@@ -275,6 +276,32 @@ def test_sigint_in_this_process_skips_what_had_not_started(
         "interrupted before it started",
     )
     assert {r.name for r in emulator.dump().repositories} == {"b-later"}
+
+
+@pytest.mark.usefixtures("credential")
+def test_sigint_during_an_unlock_puts_the_locks_back_and_sends_no_delete(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """include_locked: SIGINT arrives while the manifest's unlock is in flight. It finishes, the
+    DELETE is not sent, and every lock this run opened goes back before exit 130 (the relock is
+    the one request a stopped run still sends). In this process, so that mutation testing sees it."""
+    digest = locked_image(client)
+    saved = save_plan(emulator, write_policy(tmp_path, INCLUDE_LOCKED), tmp_path, capsys)
+    held = emulator.faults.hold(method="PATCH", path_contains=digest.split(":")[1], seconds=600)
+
+    def ctrl_c() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # handled by apply's loop, which waits for the PATCH
+
+    with meanwhile(held, ctrl_c):
+        code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved), "--concurrency", "1")
+
+    assert code == 130, err
+    assert locks(emulator, digest) == (False, False, False)
+    assert (outcomes[digest]["outcome"], outcomes[digest]["detail"]) == (
+        "skipped",
+        "stopped by SIGINT before it was sent; the locks it had were restored",
+    )
+    assert emulator.counters.count("delete_manifest") == 0
 
 
 @pytest.mark.usefixtures("credential")
