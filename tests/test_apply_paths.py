@@ -305,6 +305,35 @@ def test_sigint_during_an_unlock_puts_the_locks_back_and_sends_no_delete(
 
 
 @pytest.mark.usefixtures("credential")
+def test_a_signature_whose_image_was_stopped_before_its_delete_is_not_reported_gone(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGINT during the image's unlock: its DELETE is not sent, so its signature is still there,
+    and its record says so: the level it was in never started (not that the registry took it
+    with its subject)."""
+    digest = locked_image(client)
+    signature = pushes.push_referrer(
+        client, "app", digest, artifact_type="application/vnd.cncf.notary.signature"
+    )
+    saved = save_plan(emulator, write_policy(tmp_path, INCLUDE_LOCKED), tmp_path, capsys)
+    held = emulator.faults.hold(method="PATCH", path_contains=digest.split(":")[1], seconds=600)
+
+    def ctrl_c() -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with meanwhile(held, ctrl_c):
+        code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved), "--concurrency", "1")
+
+    assert code == 130, err
+    assert {digest, signature} <= set(state(emulator))
+    assert outcomes[digest]["outcome"] == "skipped"
+    assert (outcomes[signature]["outcome"], outcomes[signature]["detail"]) == (
+        "skipped",
+        "interrupted before it started",
+    )
+
+
+@pytest.mark.usefixtures("credential")
 def test_a_repository_that_cannot_be_listed_before_acting_fails_its_actions(
     emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
