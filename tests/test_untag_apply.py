@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests import pushes
+from tests.test_apply_failures import INTERNAL_ERROR
 from tests.test_apply_paths import meanwhile
 from tests.test_apply_safety import apply, client, save_plan, state, write_policy
 
@@ -203,3 +204,35 @@ def test_a_rerun_that_cannot_remove_a_tag_an_earlier_run_unlocked_locks_it_again
     record = outcomes[f"pr-3@{a3}"]
     assert record["outcome"] == "failed"
     assert record["error"].endswith("; the locks it had were restored")
+
+
+@pytest.mark.usefixtures("credential")
+def test_tag_locks_that_cannot_be_put_back_are_reported_and_logged(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pr-3's removal fails for good after its unlock, and so does putting its locks back (every
+    PATCH after the unlock answers 500). The tag stays, unlocked, and the report's error and an
+    error event say so, and why: an operator has to lock it again by hand."""
+    made = build(client)
+    a3 = made["a3"]
+    pushes.set_tag_locks(client, "app", "pr-3", can_delete=False, can_write=False)
+    policy = write_policy(tmp_path, POLICY + "settings: {include_locked: true}\n")
+    saved = save_plan(emulator, policy, tmp_path, capsys)
+    emulator.faults.script(
+        status=500, method="DELETE", path_contains="_tags/pr-3", times=50, retry_after=0.001
+    )
+    emulator.faults.script(
+        status=500, method="PATCH", path_contains="_tags/pr-3", skip=1, times=50, retry_after=0.001
+    )
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 1, err
+    assert tag_locks(emulator, a3, "pr-3") == (True, True)
+    record = outcomes[f"pr-3@{a3}"]
+    assert record["outcome"] == "failed"
+    assert record["error"] == f"{INTERNAL_ERROR}; its locks could not be restored ({INTERNAL_ERROR})"
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    (event,) = [e for e in events if e["event"] == "lock_not_restored"]
+    assert (event["level"], event["repository"], event["tag"]) == ("error", "app", "pr-3")
+    assert event["errors"] == [INTERNAL_ERROR]
