@@ -15,7 +15,15 @@ from retention.cli import main
 from retention.errors import PolicyError
 from retention.inventory import Property, Repository, Tag
 from retention.pipeline import plan_from_snapshot
-from retention.plan import SEAL_PREFIX, SIGNATURE_PREFIX, DeleteManifest, Plan, iter_plan_json, plan_to_json
+from retention.plan import (
+    SEAL_PREFIX,
+    SIGNATURE_PREFIX,
+    DeleteManifest,
+    DeleteTag,
+    Plan,
+    iter_plan_json,
+    plan_to_json,
+)
 from retention.planfile import PlanFileError, load_plan
 from retention.planner import make_plan
 from retention.policyload import load_policy, policy_from_canonical
@@ -182,6 +190,43 @@ def test_lock_and_subject_fields_read_back(tmp_path: Path) -> None:
     assert deletes["sha256:a1"].locked == ((None, Property.WRITE_ENABLED), ("pr-1", Property.DELETE_ENABLED))
     assert deletes["sha256:s1"].subject == "sha256:a1"
     assert back.repositories[0].fingerprint == plan.repositories[0].fingerprint
+
+
+def untag_plan() -> Plan:
+    """A plan with every optional field of an untag, its count, and a repository it cannot read."""
+    policy = policy_of(rule("untag-pr", "untag", tags=[r"pr-\d+"]), include_locked=True)
+    pr_1 = Tag("pr-1", updated_at=parse_time("2026-09-01T00:00:00Z"), can_delete=False, can_write=False)
+    repositories = [
+        Repository("app", (manifest("a1", tags=(pr_1, "v1")),)),
+        Repository("odd", (manifest("b1", tags=("pr-2",)),), unreadable="manifest sha256:b1: unreadable"),
+    ]
+    return replace(make_plan(policy, repositories, now=parse_time(NOW)), taken_at=parse_time(NOW))
+
+
+def test_untags_and_unreadable_repositories_read_back(tmp_path: Path) -> None:
+    """An untag of a locked tag keeps its time (apply's drift check), the locks to lift and put
+    back, and unlock_first (the report's); one of a tag without a time of its own keeps none. The
+    summaries keep the tag deletions max_deletes counts, and why a repository deletes nothing."""
+    plan = untag_plan()
+    path = tmp_path / "plan.json"
+    path.write_text("".join(iter_plan_json(plan)))
+    assert load_plan(path) == replace(plan, untouched=())
+    assert [a for a in plan.actions if isinstance(a, DeleteTag)] == [
+        DeleteTag(
+            repository="app",
+            tag="pr-1",
+            digest="sha256:a1",
+            reasons=("untag:untag-pr",),
+            updated_at=parse_time("2026-09-01T00:00:00Z"),
+            unlock_first=True,
+            locked=(Property.WRITE_ENABLED, Property.DELETE_ENABLED),
+        ),
+        DeleteTag(repository="odd", tag="pr-2", digest="sha256:b1", reasons=("untag:untag-pr",)),
+    ]
+    assert [(r.name, r.delete_tags, r.unreadable) for r in plan.repositories] == [
+        ("app", 1, None),
+        ("odd", 1, "manifest sha256:b1: unreadable"),
+    ]
 
 
 def test_signed_plans_need_the_same_key(tmp_path: Path) -> None:
