@@ -266,10 +266,18 @@ def test_signed_plans_need_the_same_key(tmp_path: Path) -> None:
     assert SIGNATURE_PREFIX in signed.read_text()
     assert plan_to_json(load_plan(signed, key=key)) == plan_to_json(load_plan(unsigned))
     assert plan_to_json(load_plan(signed)) == plan_to_json(load_plan(unsigned))
-    with pytest.raises(PlanFileError, match="signature does not match"):
+    with pytest.raises(PlanFileError) as error:
         load_plan(signed, key=other)
-    with pytest.raises(PlanFileError, match="the plan is not signed"):
+    assert str(error.value) == (
+        f"{signed}: the plan's signature does not match $ACR_RETENTION_PLAN_KEY: it was made with"
+        " another key, or changed since"
+    )
+    with pytest.raises(PlanFileError) as error:
         load_plan(unsigned, key=key)
+    assert str(error.value) == (
+        f"{unsigned}: the plan is not signed, and $ACR_RETENTION_PLAN_KEY is set: only plans signed"
+        " with that key are applied; make the plan with the same key"
+    )
 
 
 @pytest.mark.parametrize(

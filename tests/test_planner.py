@@ -65,6 +65,28 @@ def test_nested_index_cascades_to_every_level_parents_first() -> None:
     assert gone["c1"].reasons == ("cascade from sha256:b0",)
 
 
+def test_a_child_of_several_deleted_indexes_goes_once_the_last_of_them_goes() -> None:
+    """An image listed by two or three indexes that all go is deleted after all of them, and
+    names each (a multi-arch image shared by several releases)."""
+    pol = policy(rule("prune", "delete", tags=[r"pr-\d+"]))
+    plan = plan_of(
+        pol,
+        repository(
+            "multi",
+            manifest("i1", tags=("pr-1",), media_type=INDEX, references=("sha256:c1", "sha256:c2")),
+            manifest("i2", tags=("pr-2",), media_type=INDEX, references=("sha256:c1",)),
+            manifest("i3", tags=("pr-3",), media_type=INDEX, references=("sha256:c1", "sha256:c2")),
+            manifest("c1"),
+            manifest("c2"),
+        ),
+    )
+    gone = deleted(plan)
+    assert set(gone) == {"i1", "i2", "i3", "c1", "c2"}
+    assert gone["c1"].after == ("sha256:i1", "sha256:i2", "sha256:i3")
+    assert gone["c2"].after == ("sha256:i1", "sha256:i3")
+    assert gone["c2"].reasons == ("cascade from sha256:i1", "cascade from sha256:i3")
+
+
 def test_children_of_a_kept_index_are_kept_at_any_depth() -> None:
     """Parent protection reaches grandchildren, and says which parent protects each."""
     pol = policy(rule("keep-v", "keep", tags=["v1"]), rule("prune-untagged", "delete", tag_state="untagged"))
