@@ -87,6 +87,23 @@ def test_a_child_of_several_deleted_indexes_goes_once_the_last_of_them_goes() ->
     assert gone["c2"].reasons == ("cascade from sha256:i1", "cascade from sha256:i3")
 
 
+def test_every_child_of_a_kept_index_is_kept_whichever_comes_first() -> None:
+    """An index's first child is kept by a rule of its own; the next is kept as its child (not
+    left untouched) all the same."""
+    pol = policy(rule("keep-v", "keep", tags=["v.*"]), rule("prune-pr", "delete", tags=["pr-.*"]))
+    plan = plan_of(
+        pol,
+        repository(
+            "multi",
+            manifest("a0", tags=("v1",), media_type=INDEX, references=("sha256:c1", "sha256:c2")),
+            manifest("c1", tags=("v1-amd64",)),
+            manifest("c2"),
+        ),
+    )
+    assert kept(plan) == {"a0": ("keep:keep-v",), "c1": ("keep:keep-v",), "c2": ("child of sha256:a0",)}
+    assert plan.untouched == ()
+
+
 def test_children_of_a_kept_index_are_kept_at_any_depth() -> None:
     """Parent protection reaches grandchildren, and says which parent protects each."""
     pol = policy(rule("keep-v", "keep", tags=["v1"]), rule("prune-untagged", "delete", tag_state="untagged"))
