@@ -6,7 +6,7 @@ import pytest
 
 from retention.errors import PlanningError
 from retention.inventory import Property, Repository, Tag
-from retention.plan import DeleteManifest, Kept, Plan, SetManifestProperties, SetTagProperties
+from retention.plan import DeleteManifest, Kept, Plan, Rank, SetManifestProperties, SetTagProperties
 from retention.planner import make_plan
 from retention.policy import OrderBy, Policy
 from tests.builders import NOW, days_ago, manifest, policy, repository, rule
@@ -546,3 +546,16 @@ def test_manifest_order_in_the_input_does_not_change_the_plan() -> None:
     forward = plan_of(pol, repository("r", *manifests), repository("s", *manifests))
     backward = plan_of(pol, repository("s", *reversed(manifests)), repository("r", *reversed(manifests)))
     assert forward == backward
+
+
+def test_a_plan_made_for_explain_ranks_what_it_deletes_as_well_as_what_it_keeps() -> None:
+    """With details, a delete beyond a keep rule's `newest` carries its rank (explain's "2nd of 2")."""
+    pol = policy(rule("keep-newest", "keep", newest=1), rule("prune", "delete"))
+    images = (manifest("a1", age_days=10, tags=("x",)), manifest("a2", age_days=20, tags=("y",)))
+    plan = make_plan(pol, [repository("app", *images)], now=NOW, details=True)
+    assert [(a.digest, a.ranks) for a in plan.actions if isinstance(a, DeleteManifest)] == [
+        ("sha256:a2", (Rank(rule="keep-newest", rank=2, of=2, newest=1),)),
+    ]
+    assert [(k.digest, k.ranks) for k in plan.kept] == [
+        ("sha256:a1", (Rank(rule="keep-newest", rank=1, of=2, newest=1),)),
+    ]
