@@ -491,3 +491,25 @@ def test_a_tag_lock_a_plan_made_now_would_not_make_is_drift(
         "drifted",
         "the repository changed since the plan, and a plan of it now changes nothing here",
     )
+
+
+@pytest.mark.usefixtures("credential")
+def test_a_saved_lock_of_two_properties_is_sent_when_a_plan_made_now_makes_it_too(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan locks the image tagged v1, and the tag, against writes and deletes. Another image
+    is pushed meanwhile, so apply plans the repository again: a plan made now sets the same two
+    properties, and the saved locks are sent. (Read back from the file with their properties in
+    another order than a plan's, they were drift.)"""
+    digest = pushes.push_image(client, "app", tag="v1")
+    saved = save_plan(emulator, write_policy(tmp_path, "version: 1\nrules:\n" + LOCK_V), tmp_path, capsys)
+    other = pushes.push_image(client, "app", tag="main", salt="other")
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
+
+    assert code == 0, err
+    assert set(state(emulator)) == {digest, other}
+    image, tag = state(emulator)[digest], state(emulator)[digest].tags[0]
+    assert (image.can_write, image.can_delete, tag.can_write, tag.can_delete) == (False,) * 4
+    assert (state(emulator)[other].can_write, state(emulator)[other].can_delete) == (True, True)
+    assert {d: o["outcome"] for d, o in outcomes.items()} == {digest: "done", f"v1@{digest}": "done"}

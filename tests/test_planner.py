@@ -6,7 +6,7 @@ import pytest
 
 from retention.errors import PlanningError
 from retention.inventory import Property, Repository, Tag
-from retention.plan import DeleteManifest, Kept, Plan, SetManifestProperties, SetTagProperties
+from retention.plan import DeleteManifest, Kept, Plan, Rank, SetManifestProperties, SetTagProperties
 from retention.planner import make_plan
 from retention.policy import OrderBy, Policy
 from tests.builders import NOW, days_ago, manifest, policy, repository, rule
@@ -63,6 +63,45 @@ def test_nested_index_cascades_to_every_level_parents_first() -> None:
     assert gone["c1"].cascade_from == "sha256:b0"
     assert gone["c1"].after == ("sha256:b0",)
     assert gone["c1"].reasons == ("cascade from sha256:b0",)
+
+
+def test_a_child_of_several_deleted_indexes_goes_once_the_last_of_them_goes() -> None:
+    """An image listed by two or three indexes that all go is deleted after all of them, and
+    names each (a multi-arch image shared by several releases)."""
+    pol = policy(rule("prune", "delete", tags=[r"pr-\d+"]))
+    plan = plan_of(
+        pol,
+        repository(
+            "multi",
+            manifest("i1", tags=("pr-1",), media_type=INDEX, references=("sha256:c1", "sha256:c2")),
+            manifest("i2", tags=("pr-2",), media_type=INDEX, references=("sha256:c1",)),
+            manifest("i3", tags=("pr-3",), media_type=INDEX, references=("sha256:c1", "sha256:c2")),
+            manifest("c1"),
+            manifest("c2"),
+        ),
+    )
+    gone = deleted(plan)
+    assert set(gone) == {"i1", "i2", "i3", "c1", "c2"}
+    assert gone["c1"].after == ("sha256:i1", "sha256:i2", "sha256:i3")
+    assert gone["c2"].after == ("sha256:i1", "sha256:i3")
+    assert gone["c2"].reasons == ("cascade from sha256:i1", "cascade from sha256:i3")
+
+
+def test_every_child_of_a_kept_index_is_kept_whichever_comes_first() -> None:
+    """An index's first child is kept by a rule of its own; the next is kept as its child (not
+    left untouched) all the same."""
+    pol = policy(rule("keep-v", "keep", tags=["v.*"]), rule("prune-pr", "delete", tags=["pr-.*"]))
+    plan = plan_of(
+        pol,
+        repository(
+            "multi",
+            manifest("a0", tags=("v1",), media_type=INDEX, references=("sha256:c1", "sha256:c2")),
+            manifest("c1", tags=("v1-amd64",)),
+            manifest("c2"),
+        ),
+    )
+    assert kept(plan) == {"a0": ("keep:keep-v",), "c1": ("keep:keep-v",), "c2": ("child of sha256:a0",)}
+    assert plan.untouched == ()
 
 
 def test_children_of_a_kept_index_are_kept_at_any_depth() -> None:
@@ -507,3 +546,16 @@ def test_manifest_order_in_the_input_does_not_change_the_plan() -> None:
     forward = plan_of(pol, repository("r", *manifests), repository("s", *manifests))
     backward = plan_of(pol, repository("s", *reversed(manifests)), repository("r", *reversed(manifests)))
     assert forward == backward
+
+
+def test_a_plan_made_for_explain_ranks_what_it_deletes_as_well_as_what_it_keeps() -> None:
+    """With details, a delete beyond a keep rule's `newest` carries its rank (explain's "2nd of 2")."""
+    pol = policy(rule("keep-newest", "keep", newest=1), rule("prune", "delete"))
+    images = (manifest("a1", age_days=10, tags=("x",)), manifest("a2", age_days=20, tags=("y",)))
+    plan = make_plan(pol, [repository("app", *images)], now=NOW, details=True)
+    assert [(a.digest, a.ranks) for a in plan.actions if isinstance(a, DeleteManifest)] == [
+        ("sha256:a2", (Rank(rule="keep-newest", rank=2, of=2, newest=1),)),
+    ]
+    assert [(k.digest, k.ranks) for k in plan.kept] == [
+        ("sha256:a1", (Rank(rule="keep-newest", rank=1, of=2, newest=1),)),
+    ]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retention.inventory import Manifest, Repository, Tag
-from retention.plan import DeleteManifest, Plan, plan_to_json
+from retention.plan import DeleteManifest, Plan, Rank, plan_to_json
 from retention.planner import make_plan
 from retention.planner.ranking import group_label, ordinal, rank_newest
 from retention.policy import GroupBy, OrderBy, RankBy, Rule
@@ -328,3 +328,14 @@ def test_ranking_is_a_total_order_independent_of_input_order(
     first = make_plan(policy(keep, PRUNE), [Repository("app", tuple(images))], now=NOW)
     again = make_plan(policy(keep, PRUNE), [Repository("app", tuple(shuffled))], now=NOW)
     assert plan_to_json(first) == plan_to_json(again)
+
+
+def test_a_plan_made_for_explain_has_the_version_ranks_of_what_it_keeps_and_deletes() -> None:
+    """With details, a `rank_by: version` rule's places reach the plan (1.10 above 1.9)."""
+    pol = policy(
+        rule("keep-versions", "keep", tags=["v.*"], rank_by=RankBy.VERSION, newest=1), rule("prune", "delete")
+    )
+    images = (manifest("a1", tags=("v1.10.0",)), manifest("a2", tags=("v1.9.0",)))
+    plan = make_plan(pol, [repository("app", *images)], now=NOW, details=True)
+    assert [(k.digest, k.ranks) for k in plan.kept] == [("sha256:a1", (Rank("keep-versions", 1, 2, 1),))]
+    assert [(a.digest, a.ranks) for a in plan.deletes] == [("sha256:a2", (Rank("keep-versions", 2, 2, 1),))]

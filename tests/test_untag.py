@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from retention.inuse import ImageUses, Usage
 from retention.inventory import Manifest, Property, Repository, Tag
-from retention.plan import DeleteManifest, DeleteTag, Plan, SetManifestProperties, standing_fingerprint
+from retention.plan import DeleteManifest, DeleteTag, Plan, Rank, SetManifestProperties, standing_fingerprint
 from retention.planner import make_plan
 from retention.policy import OrderBy, Policy, Rule, RuleAction, Settings, TagState
 from tests.builders import NOW, days_ago, manifest, policy, repository, rule
@@ -406,3 +406,21 @@ def test_text_and_markdown_show_untags_apart_with_counts_per_rule() -> None:
     assert (
         "| untag | `sha256:a1` | main-1 | tag updated 2026-08-18 (3 mo ago) | untag:untag-main |" in markdown
     )
+
+
+def test_a_plan_with_untags_made_for_explain_has_the_ranks_of_what_it_keeps() -> None:
+    """details (plans saved for explain) hold in a repository the untags change too."""
+    pol = policy(rule("keep-newest", "keep", newest=1), UNTAG_PR)
+    plan = make_plan(
+        pol,
+        [
+            repository(
+                "app", manifest("a1", age_days=10, tags=(tag("pr-1"), "main")), manifest("a2", tags=("m2",))
+            )
+        ],
+        now=NOW,
+        details=True,
+    )
+    assert [(k.digest, k.ranks) for k in plan.kept] == [
+        ("sha256:a1", (Rank(rule="keep-newest", rank=1, of=2, newest=1),)),
+    ]
