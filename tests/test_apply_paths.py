@@ -14,7 +14,7 @@ import threading
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -244,6 +244,19 @@ def test_a_property_change_the_registry_keeps_failing_is_reported(
     assert outcomes[f"release-1@{digest}"]["outcome"] == "done"
 
 
+def apply_with_ctrl_c(
+    held: Held, emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[int, dict[str, dict[str, Any]], str]:
+    """`apply` in this process (so that mutation testing sees it), with SIGINT sent to it once
+    `held` holds its request: apply's loop handles the signal while it waits for that answer."""
+
+    def ctrl_c() -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with meanwhile(held, ctrl_c):
+        return apply(emulator, tmp_path, capsys, *extra)
+
+
 @pytest.mark.usefixtures("credential")
 def test_sigint_in_this_process_skips_what_had_not_started(
     emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -254,19 +267,16 @@ def test_sigint_in_this_process_skips_what_had_not_started(
     later = pushes.push_image(client, "b-later", tag="pr-1", salt="b")
     held = emulator.faults.hold(method="DELETE", path_contains=first.split(":")[1], seconds=600)
 
-    def ctrl_c() -> None:
-        os.kill(os.getpid(), signal.SIGINT)  # handled by apply's loop, which is waiting for the DELETE
-
-    with meanwhile(held, ctrl_c):
-        code, outcomes, err = apply(
-            emulator,
-            tmp_path,
-            capsys,
-            "--policy",
-            str(write_policy(tmp_path, PRUNE_PR)),
-            "--concurrency",
-            "1",
-        )
+    code, outcomes, err = apply_with_ctrl_c(
+        held,
+        emulator,
+        tmp_path,
+        capsys,
+        "--policy",
+        str(write_policy(tmp_path, PRUNE_PR)),
+        "--concurrency",
+        "1",
+    )
 
     assert code == 130, err
     assert "acr-retention: stopped by SIGINT; the report lists what ran" in err
@@ -289,11 +299,9 @@ def test_sigint_during_an_unlock_puts_the_locks_back_and_sends_no_delete(
     saved = save_plan(emulator, write_policy(tmp_path, INCLUDE_LOCKED), tmp_path, capsys)
     held = emulator.faults.hold(method="PATCH", path_contains=digest.split(":")[1], seconds=600)
 
-    def ctrl_c() -> None:
-        os.kill(os.getpid(), signal.SIGINT)  # handled by apply's loop, which waits for the PATCH
-
-    with meanwhile(held, ctrl_c):
-        code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved), "--concurrency", "1")
+    code, outcomes, err = apply_with_ctrl_c(
+        held, emulator, tmp_path, capsys, "--plan", str(saved), "--concurrency", "1"
+    )
 
     assert code == 130, err
     assert locks(emulator, digest) == (False, False, False)
@@ -318,11 +326,9 @@ def test_a_signature_whose_image_was_stopped_before_its_delete_is_not_reported_g
     saved = save_plan(emulator, write_policy(tmp_path, INCLUDE_LOCKED), tmp_path, capsys)
     held = emulator.faults.hold(method="PATCH", path_contains=digest.split(":")[1], seconds=600)
 
-    def ctrl_c() -> None:
-        os.kill(os.getpid(), signal.SIGINT)
-
-    with meanwhile(held, ctrl_c):
-        code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved), "--concurrency", "1")
+    code, outcomes, err = apply_with_ctrl_c(
+        held, emulator, tmp_path, capsys, "--plan", str(saved), "--concurrency", "1"
+    )
 
     assert code == 130, err
     assert {digest, signature} <= set(state(emulator))

@@ -4,15 +4,13 @@ registry built and changed with tests/pushes.py, its state asserted afterwards."
 from __future__ import annotations
 
 import json
-import os
-import signal
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests import pushes
 from tests.test_apply_failures import INTERNAL_ERROR
-from tests.test_apply_paths import meanwhile
+from tests.test_apply_paths import apply_with_ctrl_c
 from tests.test_apply_safety import apply, client, save_plan, state, write_policy
 
 if TYPE_CHECKING:
@@ -167,11 +165,9 @@ def test_ctrl_c_between_a_tags_unlock_and_its_removal_puts_its_locks_back(
     saved = save_plan(emulator, policy, tmp_path, capsys)
     held = emulator.faults.hold(method="PATCH", path_contains="_tags/pr-1", seconds=600)
 
-    def ctrl_c() -> None:
-        os.kill(os.getpid(), signal.SIGINT)  # handled by apply's loop, which waits for the PATCH
-
-    with meanwhile(held, ctrl_c):
-        code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved), "--concurrency", "1")
+    code, outcomes, err = apply_with_ctrl_c(
+        held, emulator, tmp_path, capsys, "--plan", str(saved), "--concurrency", "1"
+    )
 
     assert code == 130, err
     assert tag_locks(emulator, a1, "pr-1") == (False, False)
