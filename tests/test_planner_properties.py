@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from retention.inventory import Manifest, Property, Repository, Tag
 from retention.plan import DeleteManifest, Plan, SetManifestProperties, SetTagProperties, plan_to_json
 from retention.planner import make_plan
+from retention.planner.graph import build_graph, on_cycles
 from retention.policy import OrderBy, Policy, Rule, RuleAction, Settings, TagState
 from tests.builders import NOW
 
@@ -414,6 +415,39 @@ def test_what_the_registry_deletes_by_itself_is_in_the_plan(pol: Policy, repos: 
         for m in repo.manifests:
             if m.subject is not None and m.subject != m.digest and (repo.name, m.subject) in gone:
                 assert (repo.name, m.digest) in gone, m
+
+
+@st.composite
+def reference_graphs(draw: st.DrawFn) -> Repository:
+    """One repository dense with index references and subjects among its own manifests, so that
+    cycles of every length, shared members and long chains into a cycle are common."""
+    digests = draw(st.lists(st.sampled_from(DIGESTS), min_size=1, max_size=12, unique=True))
+    manifests = []
+    for digest in digests:
+        # A subject by field, or by a signature's tag scheme, or none.
+        how = draw(st.sampled_from(["field", "tag", "none", "none"]))
+        subject = draw(st.sampled_from(digests)) if how != "none" else None
+        manifests.append(
+            Manifest(
+                digest=digest,
+                updated_at=NOW,
+                references=tuple(draw(st.lists(st.sampled_from(digests), max_size=3, unique=True))),
+                subject=subject if how == "field" else None,
+                tags=(Tag(subject.replace(":", "-") + ".sig"),)
+                if subject is not None and how == "tag"
+                else (),
+            )
+        )
+    return Repository(name="app", manifests=tuple(manifests))
+
+
+@settings(PROPERTY_SETTINGS, max_examples=400)
+@given(reference_graphs() | repositories().map(lambda repos: repos[0]))
+def test_on_cycles_finds_exactly_the_manifests_that_reach_themselves(repo: Repository) -> None:
+    """What the planner takes for a cycle is what a naive walk finds: none missed (a cycle
+    deleted) and none added (a manifest kept for a cycle it is not on)."""
+    expected = {m.digest for m in repo.manifests if on_cycle(repo, m)}
+    assert on_cycles(build_graph(repo.manifests)) == expected
 
 
 @PROPERTY_SETTINGS
