@@ -469,6 +469,31 @@ def test_a_403_lets_the_request_another_repository_has_in_flight_finish(
     assert {r.name for r in emulator.dump().repositories} == {"b-later"}
 
 
+@pytest.mark.usefixtures("credential")
+def test_after_a_403_no_repository_waiting_for_its_turn_is_started(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One repository at a time (--concurrency 1): a-first's DELETE is refused (403), so the
+    identity lacks a right the run needs. b-later and c-last, which wait for a free slot, are
+    not started at all: not a request to either, their actions reported skipped, exit 1."""
+    first = pushes.push_image(client, "a-first", tag="pr-1", salt="a")
+    waiting = [pushes.push_image(client, name, tag="pr-1", salt=name) for name in ("b-later", "c-last")]
+    saved = save_plan(emulator, write_policy(tmp_path, PRUNE_PR), tmp_path, capsys)
+    emulator.faults.script(status=403, method="DELETE", path_contains=first.split(":")[1])
+    # Served at once: each says only whether apply sent anything to that repository.
+    touched = [emulator.faults.hold(path_contains=f"/{name}/", seconds=0) for name in ("b-later", "c-last")]
+
+    code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved), "--concurrency", "1")
+
+    assert code == 1, err
+    assert outcomes[first]["outcome"] == "failed"
+    assert [(outcomes[d]["outcome"], outcomes[d]["detail"]) for d in waiting] == [
+        ("skipped", "stopped: access denied")
+    ] * 2
+    assert [held.arrived.is_set() for held in touched] == [False, False]
+    assert {r.name for r in emulator.dump().repositories} == {"a-first", "b-later", "c-last"}
+
+
 HIDE_V_PRUNE_PR = PRUNE_PR + "  - {name: hide-v, action: lock, tags: ['v.*'], set: {list_enabled: false}}\n"
 
 

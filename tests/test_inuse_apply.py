@@ -56,6 +56,33 @@ def build_registry(sdk: ContainerRegistryClient) -> dict[str, str]:
     return made
 
 
+def save_protected_plan(
+    emulator: Emulator, policy: Path, cluster: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> Path:
+    """A plan saved by `plan --in-use-file`: made with in-use protection."""
+    saved = tmp_path / "plan.json"
+    code, _, err = run_cli(
+        [
+            "plan",
+            "--policy",
+            str(policy),
+            "--registry",
+            emulator.endpoint,
+            "--now",
+            LATER,
+            "--in-use-file",
+            str(cluster),
+            "--save-plan",
+            str(saved),
+            "--out",
+            str(tmp_path / "plan.txt"),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    return saved
+
+
 @pytest.mark.usefixtures("credential")
 @pytest.mark.parametrize("reference", ["digest", "tag", "platform"])
 def test_what_a_cluster_started_to_run_after_the_plan_is_not_deleted(
@@ -96,6 +123,61 @@ def test_what_a_cluster_started_to_run_after_the_plan_is_not_deleted(
 
 
 @pytest.mark.usefixtures("credential")
+def test_an_image_kept_by_a_rule_that_a_cluster_starts_to_run_keeps_the_index_above_it(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """c2 is tagged v2 and kept by a keep rule; the plan deletes build-1, the index listing it.
+    Then a node reports running c2 by digest. That c2 itself stays was known, but what runs
+    keeps the index above it too (policy.md §4, step 0): apply plans the repository again and
+    does not delete build-1."""
+    made = build_registry(client)
+    pushes.add_tag(client, "app", made["c2"], "v2")
+    host = emulator.endpoint.removeprefix("https://")
+    policy = write_policy(tmp_path, POLICY + "  - {name: keep-v, action: keep, tags: ['v\\d+']}\n")
+    saved = save_plan(emulator, policy, tmp_path, capsys)
+    assert deleted(json.loads(saved.read_text())) == {made["b1"], made["c1"], made["b2"], made["b3"]}
+    cluster = write_in_use(
+        tmp_path / "cluster.json", deployment("web", f"docker-pullable://{host}/app@{made['c2']}")
+    )
+
+    code, outcomes, err = apply(
+        emulator, tmp_path, capsys, "--plan", str(saved), "--in-use-file", str(cluster)
+    )
+
+    assert code == 0, err
+    assert set(state(emulator)) == {made["b1"], made["c1"], made["c2"]}
+    assert [outcomes[made[n]]["outcome"] for n in ("b1", "c1", "b2", "b3")] == [
+        "drifted",
+        "drifted",
+        "done",
+        "done",
+    ]
+
+
+@pytest.mark.usefixtures("credential")
+def test_what_the_plan_already_kept_for_a_cluster_is_not_planned_again(
+    emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan was made seeing the cluster run build-1, and apply sees the same: the repository
+    is unchanged, so apply acts on the plan as it is, without planning the repository again
+    (which, for a policy that needs manifest content, reads it again)."""
+    made = build_registry(client)
+    host = emulator.endpoint.removeprefix("https://")
+    policy = write_policy(tmp_path, POLICY)
+    cluster = write_in_use(tmp_path / "cluster.json", deployment("web", f"{host}/app:build-1"))
+    saved = save_protected_plan(emulator, policy, cluster, tmp_path, capsys)
+
+    code, outcomes, err = apply(
+        emulator, tmp_path, capsys, "--plan", str(saved), "--in-use-file", str(cluster)
+    )
+
+    assert code == 0, err
+    assert set(state(emulator)) == {made["b1"], made["c1"], made["c2"]}
+    assert {outcomes[made[n]]["outcome"] for n in ("b2", "b3")} == {"done"}
+    assert "repository_changed_since_plan" not in err
+
+
+@pytest.mark.usefixtures("credential")
 def test_apply_with_a_policy_keeps_what_the_cluster_runs(
     emulator: Emulator, client: ContainerRegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -120,26 +202,7 @@ def test_a_plan_made_with_protection_is_not_applied_without_it(
     made = build_registry(client)
     policy = write_policy(tmp_path, POLICY)
     cluster = write_in_use(tmp_path / "cluster.json")
-    saved = tmp_path / "plan.json"
-    code, _, err = run_cli(
-        [
-            "plan",
-            "--policy",
-            str(policy),
-            "--registry",
-            emulator.endpoint,
-            "--now",
-            LATER,
-            "--in-use-file",
-            str(cluster),
-            "--save-plan",
-            str(saved),
-            "--out",
-            str(tmp_path / "plan.txt"),
-        ],
-        capsys,
-    )
-    assert code == 0, err
+    saved = save_protected_plan(emulator, policy, cluster, tmp_path, capsys)
 
     code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
 
