@@ -11,6 +11,7 @@ import pytest
 
 from retention.errors import WriteFailedError
 from retention.executor import Execution, Limits, Outcome, Record
+from retention.executor.run import StoppedError
 from retention.plan import DeleteManifest
 from retention.progress import Progress
 from retention.ratelimit import AdaptiveLimiter, OperationClass
@@ -217,6 +218,20 @@ def test_without_a_ceiling_the_rate_probes_past_its_start() -> None:
     assert limiter.per_minute == pytest.approx(1003.5, rel=0.01)
 
 
+def test_the_probe_is_paced_by_the_pause_the_registry_asks_for() -> None:
+    """Past the throttled rate the probe adds 1% per pause of time, however many successes
+    share it: after a 429 with Retry-After 2 s, 2 s of successes raise the rate by 1% (ten steps
+    of 0.1%), and more successes in the same instant add nothing."""
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(per_minute=600, clock=clock, sleep=clock.sleep)
+    limiter.throttled(2.0, sent_in=limiter.epoch)
+    limiter.per_minute = 700.0  # past the throttled 600: probing
+    clock.now += 2.0
+    for _ in range(100):
+        limiter.succeeded(sent_in=limiter.epoch)
+    assert limiter.per_minute == pytest.approx(700.0 * 1.001**10)
+
+
 def test_a_ceiling_is_never_passed() -> None:
     """--max-deletes-per-minute is a cap: recovering and probing both stop there."""
     clock = FakeClock()
@@ -378,6 +393,9 @@ def execution_with(limiter: AdaptiveLimiter, **limits: Any) -> Execution:
     )
 
 
+THROTTLED = WriteFailedError("429", status=429, retryable=True, retry_after=1.0)
+
+
 def failing(times: int, error: WriteFailedError, sent: list[float]) -> Callable[[], Awaitable[bool]]:
     """A registry call that fails `times` times with `error`, then succeeds; notes when each went."""
     answers = [error] * times
@@ -407,6 +425,30 @@ def test_a_429s_retry_after_holds_its_retry_and_every_other_request() -> None:
         return sent
 
     assert run_virtual(scenario()) == pytest.approx([0.0, 2.0, 2.0 + 60 / 420])
+
+
+def test_a_stop_ends_a_wait_for_the_budget_at_once_and_the_request_is_not_sent() -> None:
+    """At 6 deletes a minute the second delete waits 10 s for its slot. The run is stopped 1 s
+    in: the wait ends then, with StoppedError, the call is never made, and nothing of the wait
+    is left running."""
+
+    async def scenario() -> tuple[list[float], float, int]:
+        loop = asyncio.get_running_loop()
+        execution = execution_with(AdaptiveLimiter(per_minute=6, clock=loop.time), concurrency=2)
+        sent: list[float] = []
+        assert await execution.attempt(OperationClass.DELETE, failing(0, THROTTLED, sent)) is True
+        waiting = asyncio.ensure_future(execution.attempt(OperationClass.DELETE, failing(0, THROTTLED, sent)))
+        await asyncio.sleep(1.0)
+        execution.stop.set()
+        with pytest.raises(StoppedError):
+            await waiting
+        await asyncio.sleep(0)  # the cancelled wait for a slot finishes unwinding
+        return sent, loop.time(), len(asyncio.all_tasks())
+
+    sent, stopped_at, tasks = run_virtual(scenario())
+    assert sent == [0.0]
+    assert stopped_at == pytest.approx(1.0)
+    assert tasks == 1  # the scenario itself
 
 
 def test_a_429_is_a_pause_not_an_attempt_an_action_outlasts_a_drained_bucket() -> None:
