@@ -14,7 +14,7 @@ from retention.executor import Execution, Limits, Outcome, Record
 from retention.executor.run import StoppedError
 from retention.plan import DeleteManifest
 from retention.progress import Progress
-from retention.ratelimit import AdaptiveLimiter, OperationClass
+from retention.ratelimit import AdaptiveLimiter, OperationClass, SharedBudget
 from tests.builders import NOW
 from tests.ratesim import run_virtual, simulate
 
@@ -257,9 +257,11 @@ def test_successes_of_requests_sent_before_a_decrease_do_not_raise_the_rate() ->
     assert limiter.per_minute == pytest.approx(420)
 
 
-def test_the_rate_has_a_floor() -> None:
-    """However many 429s, the limiter keeps making progress."""
-    limiter = AdaptiveLimiter(per_minute=600, floor_per_minute=6)
+@pytest.mark.parametrize("shared", [False, True], ids=["one process", "shared memory"])
+def test_the_rate_has_a_floor(shared: bool) -> None:
+    """However many 429s, the limiter keeps making progress: one request every 10 s at least,
+    in a process of its own or sharing the budget with reader processes."""
+    limiter = AdaptiveLimiter(shared=SharedBudget(600)) if shared else AdaptiveLimiter(per_minute=600)
     for _ in range(50):
         limiter.throttled(None, sent_in=limiter.epoch)
     assert limiter.per_minute == 6
