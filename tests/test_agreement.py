@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from retention.agreement import Verdict, agree
 from retention.inventory import Property, Repository, Tag
-from retention.plan import Action, DeleteManifest, SetManifestProperties
+from retention.plan import Action, DeleteManifest, DeleteTag, SetManifestProperties
 from retention.planner import make_plan
 from tests.builders import NOW, manifest, policy, repository, rule
+
+if TYPE_CHECKING:
+    from retention.inventory import Manifest
 
 PRUNE = policy(rule("prune", "delete", tags=["pr-.*"]), include_locked=True)
 
@@ -161,3 +165,55 @@ def test_holds_that_run_against_the_plans_order_still_reach_the_whole_chain() ->
         "m2": "parent sha256:z2 was not deleted (drifted)",
         "a2": "parent sha256:m2 was not deleted (its parent was not deleted)",
     }
+
+
+def test_why_an_untag_drifted_says_what_changed_on_the_tag() -> None:
+    """The reasons an operator reads for a tag apply left alone: updated at a time the registry
+    did not give, and locked both ways since the plan."""
+    seen = DeleteTag(repository="app", tag="pr-1", digest="sha256:a1", reasons=("untag:pr",), updated_at=NOW)
+    retimed = repository("app", manifest("a1", tags=(Tag("pr-1", updated_at=None),)))
+    locked = repository(
+        "app", manifest("a1", tags=(Tag("pr-1", updated_at=NOW, can_write=False, can_delete=False),))
+    )
+
+    assert agree([seen], retimed, fresh=None).reasons == {
+        0: "the tag was updated at an unknown time since the plan"
+    }
+    assert agree([seen], locked, fresh=None).reasons == {
+        0: "the tag was locked since the plan (write_enabled, delete_enabled false)"
+    }
+
+
+def test_why_an_action_the_changed_repository_no_longer_wants_drifted() -> None:
+    """The fresh plan's word for it. The plan deletes c1 with its index e1; since then f2 and f3
+    (kept: they match no rule) list c1 too, as does a2, which a plan made now deletes. And a
+    lock of three properties, one of which someone set meanwhile, now sets the other two."""
+    prune = make_plan(PRUNE, [repository("app", c1 := manifest("c1"), e1 := listing("e1", "pr-1"))], now=NOW)
+    changed = repository(
+        "app", listing("a2", "pr-2"), c1, e1, listing("f2", "v2", age_days=1), listing("f3", "v3", age_days=1)
+    )
+    lock = policy(
+        rule(
+            "lock",
+            "lock",
+            tags=["v.*"],
+            set={"write_enabled": False, "delete_enabled": False, "list_enabled": False},
+        )
+    )
+    locks = make_plan(lock, [repository("app", manifest("b1", tags=("v1",)))], now=NOW)
+    half_locked = repository(
+        "app", manifest("b1", tags=("v1",), can_list=False), manifest("b2", tags=("v2",))
+    )
+
+    assert agree(list(prune.actions), changed, fresh=make_plan(PRUNE, [changed], now=NOW)).reasons == {
+        0: "the repository changed since the plan, and a plan of it now leaves it untouched:"
+        " child of sha256:f2, child of sha256:f3"
+    }
+    assert agree(list(locks.actions), half_locked, fresh=make_plan(lock, [half_locked], now=NOW)).reasons == {
+        0: "the repository changed since the plan, and a plan of it now sets write_enabled=false delete_enabled=false"
+    }
+
+
+def listing(digest: str, tag: str, **fields: Any) -> Manifest:
+    """An index tagged `tag` that lists c1."""
+    return manifest(digest, tags=(tag,), references=("sha256:c1",), **fields)
