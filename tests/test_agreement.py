@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from retention.agreement import Verdict, agree
@@ -217,3 +218,27 @@ def test_why_an_action_the_changed_repository_no_longer_wants_drifted() -> None:
 def listing(digest: str, tag: str, **fields: Any) -> Manifest:
     """An index tagged `tag` that lists c1."""
     return manifest(digest, tags=(tag,), references=("sha256:c1",), **fields)
+
+
+def test_an_untag_runs_when_the_changed_repository_still_untags_and_stays_when_it_keeps_the_tag() -> None:
+    """keep newest 1 keeps a2 with all its tags; pr-1 on the older a1 is removed. An untagged
+    image pushed since changes nothing for pr-1: it goes. a1 updated since (tagged v9) is now the
+    newest, kept with all its tags: pr-1 stays, although the tag itself did not change."""
+    untag = policy(rule("keep-newest", "keep", newest=1), rule("untag-pr", "untag", tags=["pr-.*"]))
+    pr1 = Tag("pr-1", updated_at=NOW - timedelta(days=40))
+    a2 = manifest("a2", tags=(Tag("pr-2", updated_at=NOW - timedelta(days=2)),), age_days=2)
+    actions = list(
+        make_plan(untag, [repository("app", manifest("a1", tags=(pr1,), age_days=40), a2)], now=NOW).actions
+    )
+    assert [(a.tag, a.digest) for a in actions if isinstance(a, DeleteTag)] == [("pr-1", "sha256:a1")]
+    pushed = repository("app", manifest("a1", tags=(pr1,), age_days=40), a2, manifest("b3", age_days=50))
+    retagged = repository("app", manifest("a1", tags=(pr1, Tag("v9", updated_at=NOW)), age_days=0), a2)
+
+    ran = agree(actions, pushed, fresh=make_plan(untag, [pushed], now=NOW))
+    stayed = agree(actions, retagged, fresh=make_plan(untag, [retagged], now=NOW))
+
+    assert (ran.verdicts, ran.reasons) == ((Verdict.RUN,), {})
+    assert (stayed.verdicts, stayed.reasons) == (
+        (Verdict.DRIFTED,),
+        {0: "the repository changed since the plan, and a plan of it now keeps the tag"},
+    )

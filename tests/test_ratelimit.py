@@ -257,6 +257,11 @@ def test_successes_of_requests_sent_before_a_decrease_do_not_raise_the_rate() ->
     assert limiter.per_minute == pytest.approx(420)
 
 
+def test_a_limiter_needs_a_rate_or_a_shared_budget() -> None:
+    with pytest.raises(TypeError, match=r"^AdaptiveLimiter needs per_minute or shared$"):
+        AdaptiveLimiter()
+
+
 @pytest.mark.parametrize("shared", [False, True], ids=["one process", "shared memory"])
 def test_the_rate_has_a_floor(shared: bool) -> None:
     """However many 429s, the limiter keeps making progress: one request every 10 s at least,
