@@ -284,7 +284,9 @@ def test_without_a_terminal_apply_refuses_unless_yes(
         monkeypatch.setattr(sys, "stdin", not_a_terminal)
         code, _, err = run([*apply_args(emulator, "--policy", POLICY)], capsys)
     assert code == 1
-    assert "refusing to apply without --yes: standard input is not a terminal" in err
+    assert err.splitlines()[-1] == (
+        "acr-retention: error: refusing to apply without --yes: standard input is not a terminal"
+    )
     assert emulator.dump() == before
 
 
