@@ -242,3 +242,19 @@ def test_an_untag_runs_when_the_changed_repository_still_untags_and_stays_when_i
         (Verdict.DRIFTED,),
         {0: "the repository changed since the plan, and a plan of it now keeps the tag"},
     )
+
+
+def test_a_delete_locked_in_several_places_since_the_plan_names_each_once() -> None:
+    actions = planned(repository("app", manifest("a1", tags=("pr-1", "pr-2"))))
+    locked = repository(
+        "app",
+        manifest(
+            "a1",
+            tags=(Tag("pr-1", can_write=False, can_delete=False), Tag("pr-2", can_delete=False)),
+            can_delete=False,
+            can_write=False,
+        ),
+    )
+    assert agree(actions, locked, fresh=None).reasons == {
+        0: "locked since the plan (manifest, tag pr-1, tag pr-2)"
+    }
