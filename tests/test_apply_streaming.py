@@ -11,13 +11,23 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 import threading
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_apply import EXAMPLE, POLICY, apply_args, comparable, expected_after, offline_plan, records
+from tests.test_apply import (
+    EXAMPLE,
+    POLICY,
+    Terminal,
+    apply_args,
+    comparable,
+    expected_after,
+    offline_plan,
+    records,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -207,3 +217,28 @@ def test_which_runs_read_while_deleting(
     path.write_text(policy_text, encoding="utf-8")
     args = build_parser().parse_args(["apply", "--policy", str(path), *options])
     assert _reads_while_deleting(args, load_policy([str(path)])) is streams
+
+
+@pytest.mark.usefixtures("credential")
+def test_the_progress_bar_counts_every_part_as_it_arrives(
+    emulator: Emulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    no_limit_policy: str,
+) -> None:
+    """At a terminal the bar's total grows with each repository planned: the run ends on every
+    action of every part done out of all of them, not out of the last part's."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    planned = len(offline_plan(emulator.dump(), no_limit_policy).actions)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+
+    code, _, _ = run_cli(
+        apply_args(emulator, "--policy", no_limit_policy, "--yes", "--report", str(tmp_path / "r.jsonl")),
+        capsys,
+    )
+
+    assert code == 0, terminal.getvalue()
+    bars = re.findall(r"\] (\d+)/(\d+) ", terminal.getvalue())
+    assert bars[-1] == (str(planned), str(planned))
