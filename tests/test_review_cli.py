@@ -108,6 +108,7 @@ def test_explain_newest_rank_locks_and_graph(tmp_path: Path, capsys: pytest.Capt
         capsys,
     )  # fmt: skip
     assert code == EXIT_OK, err
+    assert out.startswith(f"Explained from the snapshot contoso.azurecr.io, now {NOW}, policy ")
     assert "  decision:  kept\n" in out
     assert "             5th newest of 11 images that keep-newest selects; newest: 5: it keeps it\n" in out
     assert "delete delete-main-builds: matched, but something kept it" in out
@@ -121,7 +122,9 @@ def test_explain_newest_rank_locks_and_graph(tmp_path: Path, capsys: pytest.Capt
     code, out, err = run_cli(
         ["explain", "shop/api:main-0d1d3e5", "--plan", str(saved), "--format", "json"], capsys
     )
-    (item,) = json.loads(out)["explanations"]
+    document = json.loads(out)
+    assert (document["registry"], document["source"]) == ("contoso.azurecr.io", "plan")
+    (item,) = document["explanations"]
     assert item["ranks"] == [
         {"rule": "keep-newest", "rank": 5, "of": 11, "newest": 5,
          "text": "5th newest of 11 images that keep-newest selects; newest: 5: it keeps it"}
