@@ -305,7 +305,10 @@ def test_sigint_during_an_unlock_puts_the_locks_back_and_sends_no_delete(
 
     assert code == 130, err
     # The acknowledgement counts the held PATCH, the one request in flight (--concurrency 1).
-    assert "SIGINT received: stopping; nothing new is sent, waiting for 1 request(s) in flight" in err
+    assert (
+        "acr-retention: SIGINT received: stopping; nothing new is sent, waiting for 1 request(s) in"
+        " flight (Ctrl-C again to exit at once)"
+    ) in err.splitlines()
     assert locks(emulator, digest) == (False, False, False)
     assert (outcomes[digest]["outcome"], outcomes[digest]["detail"]) == (
         "skipped",
