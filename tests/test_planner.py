@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from retention.errors import PlanningError
@@ -559,3 +561,18 @@ def test_a_plan_made_for_explain_ranks_what_it_deletes_as_well_as_what_it_keeps(
     assert [(k.digest, k.ranks) for k in plan.kept] == [
         ("sha256:a1", (Rank(rule="keep-newest", rank=1, of=2, newest=1),)),
     ]
+
+
+def test_an_age_reaching_before_the_first_instant_there_is_leaves_nothing_older_and_all_newer() -> None:
+    """`--now 0001-01-01`: `older_than: 30d` and `newer_than: 30d` cut before year 1. Nothing
+    is older than that, everything is newer; planning neither fails nor deletes for age."""
+    first = datetime.min.replace(tzinfo=UTC)
+    repo = repository("app", manifest("a1", tags=("pr-1",), updated_at=first))
+    rules = policy(
+        rule("old", "delete", older_than="30d"),
+        rule("recent", "lock", newer_than="30d", set={"write_enabled": False}),
+    )
+
+    result = make_plan(rules, [repo], now=first)
+
+    assert [type(a).__name__ for a in result.actions] == ["SetManifestProperties", "SetTagProperties"]
