@@ -228,7 +228,8 @@ def test_the_progress_bar_counts_every_part_as_it_arrives(
     no_limit_policy: str,
 ) -> None:
     """At a terminal the bar's total grows with each repository planned: the run ends on every
-    action of every part done out of all of them, not out of the last part's."""
+    action of every part done out of all of them, not out of the last part's, and the bar shows
+    the delete budget it is held to."""
     emulator.seed_file(EXAMPLE, content_addressed=True)
     planned = len(offline_plan(emulator.dump(), no_limit_policy).actions)
     terminal = Terminal()
@@ -240,5 +241,6 @@ def test_the_progress_bar_counts_every_part_as_it_arrives(
     )
 
     assert code == 0, terminal.getvalue()
-    bars = re.findall(r"\] (\d+)/(\d+) ", terminal.getvalue())
+    # Each redraw: `\r[####....] done/total  outcomes  rate  elapsed  deletes ≤ budget/min\x1b[K`.
+    bars = re.findall(r"\] (\d+)/(\d+) [^\r]*deletes ≤ \d+/min\x1b\[K", terminal.getvalue())
     assert bars[-1] == (str(planned), str(planned))
