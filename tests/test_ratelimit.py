@@ -400,9 +400,6 @@ def execution_with(limiter: AdaptiveLimiter, **limits: Any) -> Execution:
     )
 
 
-THROTTLED = WriteFailedError("429", status=429, retryable=True, retry_after=1.0)
-
-
 def failing(times: int, error: WriteFailedError, sent: list[float]) -> Callable[[], Awaitable[bool]]:
     """A registry call that fails `times` times with `error`, then succeeds; notes when each went."""
     answers = [error] * times
@@ -443,8 +440,13 @@ def test_a_stop_ends_a_wait_for_the_budget_at_once_and_the_request_is_not_sent()
         loop = asyncio.get_running_loop()
         execution = execution_with(AdaptiveLimiter(per_minute=6, clock=loop.time), concurrency=2)
         sent: list[float] = []
-        assert await execution.attempt(OperationClass.DELETE, failing(0, THROTTLED, sent)) is True
-        waiting = asyncio.ensure_future(execution.attempt(OperationClass.DELETE, failing(0, THROTTLED, sent)))
+
+        async def call() -> bool:
+            sent.append(loop.time())
+            return True
+
+        assert await execution.attempt(OperationClass.DELETE, call) is True
+        waiting = asyncio.ensure_future(execution.attempt(OperationClass.DELETE, call))
         await asyncio.sleep(1.0)
         execution.stop.set()
         with pytest.raises(StoppedError):
