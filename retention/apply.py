@@ -246,22 +246,23 @@ def run_apply(
 
 
 async def _parts(
-    plan: Plan | PlanParts, stop: asyncio.Event, progress: Progress, failed: list[RetentionError]
+    plan: Plan | PlanParts, execution: Execution, progress: Progress, failed: list[RetentionError]
 ) -> AsyncIterator[Plan]:
     """The plan, or its parts as the registry is read (in a worker thread: the inventory blocks).
     A part that cannot be read or planned ends the stream: nothing new is sent, what is in flight
-    finishes, and the error is the run's (`failed`)."""
+    finishes, what the stop kept from being sent says why, and the error is the run's (`failed`)."""
     if isinstance(plan, Plan):
         yield plan
         return
     parts = iter(plan)
     try:
-        while not stop.is_set():
+        while not execution.stop.is_set():
             try:
                 part = await asyncio.to_thread(next, parts, None)
             except RetentionError as exc:
                 failed.append(exc)
-                stop.set()
+                execution.stopped_because = "stopped: the registry could not be read further"
+                execution.stop.set()
                 return
             if part is None:
                 return
@@ -320,11 +321,10 @@ async def _run(
             )
             try:
                 failed: list[RetentionError] = []
-                records = await execute_parts(_parts(plan, stop, progress, failed), execution)
+                records = await execute_parts(_parts(plan, execution, progress, failed), execution)
             except AccessDeniedError as exc:
                 return execution.records, None, exc
             if failed:
-                execution.stopped_because = "stopped: the registry could not be read further"
                 return records, None, failed[0]
             return records, (seen[0] if seen else None), None
     finally:

@@ -244,3 +244,54 @@ def test_the_progress_bar_counts_every_part_as_it_arrives(
     # Each redraw: `\r[####....] done/total  outcomes  rate  elapsed  deletes ≤ budget/min\x1b[K`.
     bars = re.findall(r"\] (\d+)/(\d+) [^\r]*deletes ≤ \d+/min\x1b\[K", terminal.getvalue())
     assert bars[-1] == (str(planned), str(planned))
+
+
+@pytest.mark.usefixtures("credential")
+def test_what_a_failed_read_kept_from_being_sent_says_so(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_limit_policy: str
+) -> None:
+    """One repository at a time: base/python's first DELETE is held, and only then is the next
+    repository's listing (sandbox/alice/scratch) answered, refused (403). Once the refusal is in,
+    the held DELETE is answered; base/python's other deletes are not sent, and say why."""
+    emulator.seed_file(EXAMPLE, content_addressed=True)
+    before = {r.name: len(r.manifests) for r in emulator.dump().repositories}
+    deleting = emulator.faults.hold(method="DELETE", path_contains="v2/base/python/manifests/", seconds=600)
+    listing = "sandbox%2Falice%2Fscratch/_manifests"
+    reading = emulator.faults.hold(method="GET", path_contains=listing, seconds=600)
+    emulator.faults.script(status=403, method="GET", path_contains=listing, after=True)
+
+    def refuse_the_next_read_while_deleting() -> None:
+        if deleting.arrived.wait(60):
+            reading.serve()
+            for _ in range(3000):
+                if emulator.counters.count("list_manifests", status=403):
+                    break
+                deleting.released.wait(timeout=0.02)
+        reading.serve()
+        deleting.serve()
+
+    threading.Thread(target=refuse_the_next_read_while_deleting, daemon=True).start()
+    report = tmp_path / "report.jsonl"
+    code, _, err = run_cli(
+        apply_args(
+            emulator, "--policy", no_limit_policy, "--yes", "--concurrency", "1", "--report", str(report)
+        ),
+        capsys,
+    )
+
+    assert code == 1, err
+    assert deleting.arrived.is_set()
+    python = [entry for entry in records(report.read_text()) if entry["repository"] == "base/python"]
+    # Its three images: one deleted, two kept from being sent by the failed read; the six manifests
+    # that follow them (children, attachments) wait for a level the stopped run never starts.
+    assert [(e["outcome"], e["detail"]) for e in python if not e["after"]] == [
+        ("done", None),
+        ("skipped", "stopped: the registry could not be read further"),
+        ("skipped", "stopped: the registry could not be read further"),
+    ]
+    assert {(e["outcome"], e["detail"]) for e in python if e["after"]} == {
+        ("skipped", "interrupted before it started")
+    }
+    assert len(python) == 9
+    after = {r.name: len(r.manifests) for r in emulator.dump().repositories}
+    assert after == {**before, "base/python": before["base/python"] - 1}
