@@ -77,7 +77,10 @@ def test_apply_removes_exactly_the_planned_tags_and_manifests(
         f"{a3}:pr-3": "done",
         f"{a4}:pr-4": "done",
     }
-    assert "0 failed, 0 skipped" in err
+    assert (
+        "Applied: 1 manifests deleted (≤ 139 B freed, upper bound), 3 tags removed, 0 property changes,"
+        " 0 already gone, 0 drifted, 0 failed, 0 skipped; 0 throttled answers; "
+    ) in err
     # A second run of the same policy has nothing left to do.
     saved_again = save_plan(emulator, write_policy(tmp_path, POLICY), tmp_path, capsys)
     assert planned(saved_again) == (set(), set())
