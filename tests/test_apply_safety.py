@@ -98,10 +98,12 @@ def plan_json(
     return code, json.loads(out)
 
 
-def save_plan(emulator: Emulator, policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+def save_plan(
+    emulator: Emulator, policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str
+) -> Path:
     saved = tmp_path / "plan.json"
     code, _, err = run_cli(
-        plan_args(emulator, policy, "--save-plan", str(saved), "--out", os.devnull), capsys
+        plan_args(emulator, policy, "--save-plan", str(saved), "--out", os.devnull, *extra), capsys
     )
     assert code == 0, err
     return saved

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests import pushes
-from tests.conftest import run_cli
-from tests.test_apply_safety import LATER, apply, client, deleted, save_plan, state, write_policy
+from tests.test_apply_safety import apply, client, deleted, save_plan, state, write_policy
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -54,33 +53,6 @@ def build_registry(sdk: ContainerRegistryClient) -> dict[str, str]:
     }
     made["b1"] = pushes.push_index(sdk, "app", [made["c1"], made["c2"]], tag="build-1")
     return made
-
-
-def save_protected_plan(
-    emulator: Emulator, policy: Path, cluster: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> Path:
-    """A plan saved by `plan --in-use-file`: made with in-use protection."""
-    saved = tmp_path / "plan.json"
-    code, _, err = run_cli(
-        [
-            "plan",
-            "--policy",
-            str(policy),
-            "--registry",
-            emulator.endpoint,
-            "--now",
-            LATER,
-            "--in-use-file",
-            str(cluster),
-            "--save-plan",
-            str(saved),
-            "--out",
-            str(tmp_path / "plan.txt"),
-        ],
-        capsys,
-    )
-    assert code == 0, err
-    return saved
 
 
 @pytest.mark.usefixtures("credential")
@@ -165,7 +137,7 @@ def test_what_the_plan_already_kept_for_a_cluster_is_not_planned_again(
     host = emulator.endpoint.removeprefix("https://")
     policy = write_policy(tmp_path, POLICY)
     cluster = write_in_use(tmp_path / "cluster.json", deployment("web", f"{host}/app:build-1"))
-    saved = save_protected_plan(emulator, policy, cluster, tmp_path, capsys)
+    saved = save_plan(emulator, policy, tmp_path, capsys, "--in-use-file", str(cluster))
 
     code, outcomes, err = apply(
         emulator, tmp_path, capsys, "--plan", str(saved), "--in-use-file", str(cluster)
@@ -202,7 +174,7 @@ def test_a_plan_made_with_protection_is_not_applied_without_it(
     made = build_registry(client)
     policy = write_policy(tmp_path, POLICY)
     cluster = write_in_use(tmp_path / "cluster.json")
-    saved = save_protected_plan(emulator, policy, cluster, tmp_path, capsys)
+    saved = save_plan(emulator, policy, tmp_path, capsys, "--in-use-file", str(cluster))
 
     code, outcomes, err = apply(emulator, tmp_path, capsys, "--plan", str(saved))
 
