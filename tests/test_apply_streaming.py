@@ -28,6 +28,7 @@ from tests.test_apply import (
     offline_plan,
     records,
 )
+from tests.test_apply_paths import meanwhile, wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -260,24 +261,18 @@ def test_what_a_failed_read_kept_from_being_sent_says_so(
     reading = emulator.faults.hold(method="GET", path_contains=listing, seconds=600)
     emulator.faults.script(status=403, method="GET", path_contains=listing, after=True)
 
-    def refuse_the_next_read_while_deleting() -> None:
-        if deleting.arrived.wait(60):
-            reading.serve()
-            for _ in range(3000):
-                if emulator.counters.count("list_manifests", status=403):
-                    break
-                deleting.released.wait(timeout=0.02)
+    def refuse_the_next_read() -> None:
         reading.serve()
-        deleting.serve()
+        wait_for(lambda: emulator.counters.count("list_manifests", status=403) == 1, "the listing's 403")
 
-    threading.Thread(target=refuse_the_next_read_while_deleting, daemon=True).start()
     report = tmp_path / "report.jsonl"
-    code, _, err = run_cli(
-        apply_args(
-            emulator, "--policy", no_limit_policy, "--yes", "--concurrency", "1", "--report", str(report)
-        ),
-        capsys,
-    )
+    with meanwhile(deleting, refuse_the_next_read):
+        code, _, err = run_cli(
+            apply_args(
+                emulator, "--policy", no_limit_policy, "--yes", "--concurrency", "1", "--report", str(report)
+            ),
+            capsys,
+        )
 
     assert code == 1, err
     assert deleting.arrived.is_set()
